@@ -1,0 +1,236 @@
+"""Typed header values: name-addr/addr-spec, Via and CSeq (RFC 3261 §20, §25.1).
+
+Each is a frozen dataclass with a ``parse`` that raises ``BadRequest`` naming the fault.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Final
+
+from proxy.sip.errors import BadRequest
+from proxy.sip.uri import Params, Uri, param_value, parse_host, parse_uri
+
+_TOKEN_CHARS: Final = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~"
+)
+_MAX_CSEQ: Final = 2**32 - 1
+
+
+def is_token(text: str) -> bool:
+    """RFC 3261 §25.1 ``token``."""
+    return bool(text) and _TOKEN_CHARS.issuperset(text)
+
+
+def _end_of_quoted(text: str, start: int) -> int:
+    """Index just past the closing quote of the quoted-string opening at ``start``."""
+    i = start + 1
+    n = len(text)
+    while i < n:
+        ch = text[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if ch == '"':
+            return i + 1
+        i += 1
+    raise BadRequest("unterminated quoted string")
+
+
+def parse_header_params(text: str, what: str) -> Params:
+    """Parse ``*( SEMI generic-param )`` with LWS and quoted values (RFC 3261 §25.1)."""
+    text = text.strip()
+    if not text:
+        return ()
+    if text[0] != ";":
+        raise BadRequest(f"junk before parameters in {what}")
+    params: list[tuple[str, str | None]] = []
+    n = len(text)
+    i = 1
+    while True:
+        j = i
+        while j < n and text[j] not in ";=":
+            j += 1
+        name = text[i:j].strip()
+        if not is_token(name):
+            raise BadRequest(f"empty or invalid parameter name in {what}")
+        value: str | None = None
+        if j < n and text[j] == "=":
+            k = j + 1
+            while k < n and text[k] in " \t":
+                k += 1
+            if k < n and text[k] == '"':
+                close = _end_of_quoted(text, k)
+                value = text[k:close]
+                j = text.find(";", close)
+                j = n if j < 0 else j
+                if text[close:j].strip():
+                    raise BadRequest(f"junk after quoted parameter in {what}")
+            else:
+                j = text.find(";", k)
+                j = n if j < 0 else j
+                value = text[k:j].strip()
+                if not value:
+                    raise BadRequest(f"parameter {name} has no value in {what}")
+        params.append((name.lower(), value))
+        if j >= n:
+            return tuple(params)
+        i = j + 1
+
+
+@dataclass(frozen=True, slots=True)
+class NameAddress:
+    """From, To, Contact, Route, P-Asserted-Identity and kin (RFC 3261 §20.10, §20.20).
+
+    ``display_name`` is as written (quotes kept); ``params`` are header parameters such
+    as ``tag`` — never URI parameters (§20: addr-spec parameters belong to the header).
+    """
+
+    uri: Uri
+    display_name: str | None = None
+    params: Params = ()
+
+    @classmethod
+    def parse(cls, text: str, what: str = "address") -> NameAddress:
+        text = text.strip()
+        if not text:
+            raise BadRequest(f"empty {what}")
+        display: str | None = None
+        if text[0] == '"':
+            close = _end_of_quoted(text, 0)
+            display = text[:close]
+            rest = text[close:].lstrip()
+            if not rest.startswith("<"):
+                raise BadRequest(f"display name not followed by <URI> in {what}")
+            return cls._bracketed(rest, display, what)
+        lt = text.find("<")
+        if lt >= 0:
+            words = text[:lt].split()
+            if words and not all(is_token(word) for word in words):
+                raise BadRequest(f"display name is neither token nor quoted in {what}")
+            display = " ".join(words) or None
+            return cls._bracketed(text[lt:], display, what)
+        uri_text, semi, param_text = text.partition(";")
+        if "?" in uri_text or "," in uri_text:
+            raise BadRequest(f"URI with '?' or ',' must be in <> in {what}")
+        uri = parse_uri(uri_text.rstrip(), what=what)
+        params = parse_header_params(semi + param_text, what) if semi else ()
+        return cls(uri, None, params)
+
+    @classmethod
+    def _bracketed(cls, text: str, display: str | None, what: str) -> NameAddress:
+        gt = text.find(">")
+        if gt < 0:
+            raise BadRequest(f"missing '>' in {what}")
+        uri = parse_uri(text[1:gt], what=what)
+        return cls(uri, display, parse_header_params(text[gt + 1 :], what))
+
+    def __str__(self) -> str:
+        head = f"{self.display_name} <{self.uri}>" if self.display_name else f"<{self.uri}>"
+        params = "".join(f";{k}" if v is None else f";{k}={v}" for k, v in self.params)
+        return head + params
+
+    def param(self, name: str) -> str | None:
+        return param_value(self.params, name)
+
+    @property
+    def tag(self) -> str | None:
+        """The dialog tag (RFC 3261 §19.3), or None."""
+        return param_value(self.params, "tag")
+
+
+@dataclass(frozen=True, slots=True)
+class Via:
+    """One Via value (RFC 3261 §20.42, §18.2.1; RFC 3581 rport)."""
+
+    transport: str
+    host: str
+    port: int | None = None
+    params: Params = ()
+
+    @classmethod
+    def parse(cls, text: str) -> Via:
+        slash1 = text.find("/")
+        slash2 = text.find("/", slash1 + 1) if slash1 >= 0 else -1
+        if slash2 < 0:
+            raise BadRequest("malformed Via sent-protocol")
+        protocol = text[:slash1].strip()
+        version = text[slash1 + 1 : slash2].strip()
+        if protocol.upper() != "SIP" or version != "2.0":
+            raise BadRequest(f"unsupported Via protocol {protocol}/{version}")
+        rest = text[slash2 + 1 :].lstrip()
+        parts = rest.split(None, 1)
+        if len(parts) != 2:
+            raise BadRequest("Via lacks sent-by")
+        transport = parts[0].upper()
+        if not is_token(transport):
+            raise BadRequest("invalid Via transport")
+        sent_by, semi, param_text = parts[1].partition(";")
+        host, port = parse_host("".join(sent_by.split()), "Via sent-by")
+        params = parse_header_params(semi + param_text, "Via") if semi else ()
+        received = param_value(params, "received")
+        if received is not None:
+            _validate_received(received)
+        return cls(transport, host, port, params)
+
+    def __str__(self) -> str:
+        sent_by = self.host if self.port is None else f"{self.host}:{self.port}"
+        params = "".join(f";{k}" if v is None else f";{k}={v}" for k, v in self.params)
+        return f"SIP/2.0/{self.transport} {sent_by}{params}"
+
+    def param(self, name: str) -> str | None:
+        return param_value(self.params, name)
+
+    @property
+    def branch(self) -> str | None:
+        return param_value(self.params, "branch")
+
+    @property
+    def sent_by(self) -> tuple[str, int | None]:
+        return self.host, self.port
+
+    @property
+    def received(self) -> str | None:
+        return param_value(self.params, "received")
+
+    @property
+    def rport(self) -> str | None:
+        """"" when the client asked for rport (RFC 3581 §3), the port once filled in."""
+        return param_value(self.params, "rport")
+
+    @property
+    def maddr(self) -> str | None:
+        return param_value(self.params, "maddr")
+
+
+def _validate_received(value: str) -> None:
+    """``received`` holds an IPv4 or IPv6 address, bracketed or not (RFC 5118 §4.5)."""
+    bare = value[1:-1] if value.startswith("[") and value.endswith("]") else value
+    try:
+        ipaddress.ip_address(bare)
+    except ValueError:
+        raise BadRequest(f"Via received={value!r} is not an IP address") from None
+
+
+@dataclass(frozen=True, slots=True)
+class CSeq:
+    """CSeq: sequence number and method (RFC 3261 §20.16; number < 2**32, §8.1.1.5)."""
+
+    number: int
+    method: str
+
+    @classmethod
+    def parse(cls, text: str) -> CSeq:
+        parts = text.split()
+        if len(parts) != 2:
+            raise BadRequest("malformed CSeq")
+        digits, method = parts
+        if not digits.isdigit() or len(digits) > 10 or int(digits) > _MAX_CSEQ:
+            raise BadRequest("CSeq number is not an integer below 2**32")
+        if not is_token(method):
+            raise BadRequest("invalid CSeq method")
+        return cls(int(digits), method)
+
+    def __str__(self) -> str:
+        return f"{self.number} {self.method}"

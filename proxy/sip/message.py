@@ -1,0 +1,419 @@
+"""SIP messages on bytes: parse, typed header views, serialize (RFC 3261 §7, §20).
+
+Parsing is lazy (design.md §5): the head is split once into raw header lines; a typed
+value (Via, From, CSeq …) is parsed the first time it is asked for and then cached.
+``validate()`` forces the values every SIP element needs (RFC 3261 §8.1.1) so that a
+malformed message is refused before any decision is taken on it.
+"""
+
+from __future__ import annotations
+
+from typing import Final, NamedTuple
+
+from proxy.sip.address import CSeq, NameAddress, Via, is_token
+from proxy.sip.errors import (
+    BadRequest,
+    MessageTooLarge,
+    MethodNotImplemented,
+    VersionNotSupported,
+)
+from proxy.sip.headers import COMPACT_FORMS, LIST_HEADERS, canonical_name, split_list
+from proxy.sip.uri import Uri, parse_uri
+
+SIP_VERSION: Final = "SIP/2.0"
+DEFAULT_MAX_SIZE: Final = 65535
+KNOWN_METHODS: Final = frozenset(
+    {
+        "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK", "SUBSCRIBE",
+        "NOTIFY", "PUBLISH", "INFO", "REFER", "MESSAGE", "UPDATE",
+    }
+)  # fmt: skip
+
+REASON_PHRASES: Final[dict[int, str]] = {
+    100: "Trying", 180: "Ringing", 181: "Call Is Being Forwarded", 182: "Queued",
+    183: "Session Progress", 200: "OK", 202: "Accepted", 300: "Multiple Choices",
+    301: "Moved Permanently", 302: "Moved Temporarily", 305: "Use Proxy",
+    380: "Alternative Service", 400: "Bad Request", 401: "Unauthorized",
+    402: "Payment Required", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+    406: "Not Acceptable", 407: "Proxy Authentication Required", 408: "Request Timeout",
+    410: "Gone", 413: "Request Entity Too Large", 414: "Request-URI Too Long",
+    415: "Unsupported Media Type", 416: "Unsupported URI Scheme", 420: "Bad Extension",
+    421: "Extension Required", 423: "Interval Too Brief", 480: "Temporarily Unavailable",
+    481: "Call/Transaction Does Not Exist", 482: "Loop Detected", 483: "Too Many Hops",
+    484: "Address Incomplete", 485: "Ambiguous", 486: "Busy Here", 487: "Request Terminated",
+    488: "Not Acceptable Here", 491: "Request Pending", 493: "Undecipherable",
+    500: "Server Internal Error", 501: "Not Implemented", 502: "Bad Gateway",
+    503: "Service Unavailable", 504: "Server Time-out", 505: "Version Not Supported",
+    513: "Message Too Large", 600: "Busy Everywhere", 603: "Decline",
+    604: "Does Not Exist Anywhere", 606: "Not Acceptable",
+}  # fmt: skip
+
+_MANDATORY: Final = ("via", "from", "to", "call-id", "cseq")
+_SINGLE: Final = ("from", "to", "call-id", "cseq", "max-forwards", "content-type")
+_FOLD_START: Final = (" ", "\t")
+
+
+class Header(NamedTuple):
+    """One header line: canonical key, the name as written, its unfolded value, and the
+    original text (None once we wrote it ourselves) for unchanged re-serialization."""
+
+    key: str
+    name: str
+    value: str
+    raw: str | None
+
+
+class Message:
+    """Headers and body shared by requests and responses."""
+
+    __slots__ = ("_cache", "body", "headers")
+
+    def __init__(self, headers: list[Header] | None = None, body: bytes = b"") -> None:
+        self.headers: list[Header] = headers if headers is not None else []
+        self.body = body
+        self._cache: dict[str, object] = {}
+
+    # -- raw header access -------------------------------------------------------------
+
+    def get(self, key: str) -> str | None:
+        """Value of the first header with this canonical key (lower-case long name)."""
+        for header in self.headers:
+            if header.key == key:
+                return header.value
+        return None
+
+    def get_all(self, key: str) -> list[str]:
+        """Every value of a header, list headers split on commas (RFC 3261 §7.3.1)."""
+        values: list[str] = []
+        for header in self.headers:
+            if header.key == key:
+                if key in LIST_HEADERS:
+                    values += split_list(header.value)
+                else:
+                    values.append(header.value)
+        return values
+
+    def has(self, key: str) -> bool:
+        return any(header.key == key for header in self.headers)
+
+    def set(self, key: str, value: str) -> None:
+        """Replace every header with this key by one, where the first one stood."""
+        new = Header(key, canonical_name(key), value, None)
+        for i, header in enumerate(self.headers):
+            if header.key == key:
+                self.headers[i] = new
+                self.headers[i + 1 :] = [h for h in self.headers[i + 1 :] if h.key != key]
+                break
+        else:
+            self.headers.append(new)
+        self._cache.clear()
+
+    def add(self, key: str, value: str, *, first: bool = False) -> None:
+        """Add a header line; ``first`` puts it before the others with the same key."""
+        new = Header(key, canonical_name(key), value, None)
+        if first:
+            for i, header in enumerate(self.headers):
+                if header.key == key:
+                    self.headers.insert(i, new)
+                    break
+            else:
+                self.headers.append(new)
+        else:
+            self.headers.append(new)
+        self._cache.clear()
+
+    def remove(self, key: str) -> None:
+        self.headers = [h for h in self.headers if h.key != key]
+        self._cache.clear()
+
+    def set_body(self, body: bytes, content_type: str | None = None) -> None:
+        """Set the body and keep Content-Length (and Content-Type) true to it."""
+        self.body = body
+        if content_type is not None:
+            self.set("content-type", content_type)
+        elif not body:
+            self.remove("content-type")
+        self.set("content-length", str(len(body)))
+
+    # -- typed, cached views -----------------------------------------------------------
+
+    def _single(self, key: str) -> str | None:
+        found: str | None = None
+        for header in self.headers:
+            if header.key == key:
+                if found is not None:
+                    raise BadRequest(f"more than one {canonical_name(key)} header")
+                found = header.value
+        return found
+
+    def _required(self, key: str) -> str:
+        value = self._single(key)
+        if value is None:
+            raise BadRequest(f"missing {canonical_name(key)} header")
+        return value
+
+    @property
+    def vias(self) -> list[Via]:
+        """All Via values, top first (RFC 3261 §20.42)."""
+        cached = self._cache.get("via")
+        if cached is None:
+            values = self.get_all("via")
+            if not values:
+                raise BadRequest("missing Via header")
+            for value in values:
+                if not value:
+                    raise BadRequest("empty Via value")
+            cached = self._cache["via"] = [Via.parse(value) for value in values]
+        return cached  # type: ignore[return-value]
+
+    @property
+    def top_via(self) -> Via:
+        return self.vias[0]
+
+    def _address(self, key: str) -> NameAddress:
+        cached = self._cache.get(key)
+        if cached is None:
+            cached = self._cache[key] = NameAddress.parse(
+                self._required(key), canonical_name(key)
+            )
+        return cached  # type: ignore[return-value]
+
+    @property
+    def from_(self) -> NameAddress:
+        return self._address("from")
+
+    @property
+    def to(self) -> NameAddress:
+        return self._address("to")
+
+    @property
+    def call_id(self) -> str:
+        value = self._required("call-id")
+        if not value or " " in value:
+            raise BadRequest("malformed Call-ID")
+        return value
+
+    @property
+    def cseq(self) -> CSeq:
+        cached = self._cache.get("cseq")
+        if cached is None:
+            cached = self._cache["cseq"] = CSeq.parse(self._required("cseq"))
+        return cached  # type: ignore[return-value]
+
+    @property
+    def max_forwards(self) -> int | None:
+        value = self._single("max-forwards")
+        if value is None:
+            return None
+        if not value.isdigit() or int(value) > 255:
+            raise BadRequest("Max-Forwards is not an integer from 0 to 255")
+        return int(value)
+
+    def _address_list(self, key: str) -> list[NameAddress]:
+        cached = self._cache.get(key)
+        if cached is None:
+            what = canonical_name(key)
+            values = self.get_all(key)
+            if values == ["*"] and key == "contact":
+                cached = []
+            else:
+                cached = [NameAddress.parse(value, what) for value in values]
+            self._cache[key] = cached
+        return cached  # type: ignore[return-value]
+
+    @property
+    def contacts(self) -> list[NameAddress]:
+        """Contact values (RFC 3261 §20.10); ``*`` (REGISTER only) yields none."""
+        return self._address_list("contact")
+
+    @property
+    def routes(self) -> list[NameAddress]:
+        return self._address_list("route")
+
+    @property
+    def record_routes(self) -> list[NameAddress]:
+        return self._address_list("record-route")
+
+    @property
+    def p_asserted_identities(self) -> list[NameAddress]:
+        """P-Asserted-Identity values (RFC 3325 §9.1)."""
+        return self._address_list("p-asserted-identity")
+
+    @property
+    def content_length(self) -> int:
+        return len(self.body)
+
+    @property
+    def content_type(self) -> str | None:
+        """The media type, lower-case and without parameters (RFC 3261 §20.15)."""
+        value = self._single("content-type")
+        if value is None:
+            return None
+        return value.partition(";")[0].strip().lower()
+
+    # -- serialization ----------------------------------------------------------------
+
+    def start_line(self) -> str:
+        raise NotImplementedError
+
+    def to_bytes(self) -> bytes:
+        """Serialize; headers we did not touch come out exactly as they came in."""
+        lines = [self.start_line()]
+        for header in self.headers:
+            lines.append(header.raw if header.raw is not None else f"{header.name}: {header.value}")
+        lines.append("\r\n")
+        return "\r\n".join(lines).encode("utf-8", "surrogateescape") + self.body
+
+    def validate(self) -> None:
+        """Check what every element relies on (RFC 3261 §8.1.1, §8.2.2, RFC 4475 §3)."""
+        for key in _SINGLE:
+            self._single(key)
+        for key in _MANDATORY:
+            if not self.has(key):
+                raise BadRequest(f"missing {canonical_name(key)} header")
+        _ = self.vias, self.from_, self.to, self.call_id, self.cseq
+        self.max_forwards  # noqa: B018 - parses and range-checks
+        self.contacts  # noqa: B018
+
+
+class Request(Message):
+    """A SIP request (RFC 3261 §7.1)."""
+
+    __slots__ = ("method", "uri")
+
+    def __init__(
+        self, method: str, uri: str, headers: list[Header] | None = None, body: bytes = b""
+    ) -> None:
+        super().__init__(headers, body)
+        self.method = method
+        self.uri = uri
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.uri}>"
+
+    def start_line(self) -> str:
+        return f"{self.method} {self.uri} {SIP_VERSION}"
+
+    @property
+    def request_uri(self) -> Uri:
+        """The Request-URI; headers are not allowed in it (RFC 3261 §19.1.1)."""
+        cached = self._cache.get("ruri")
+        if cached is None:
+            cached = self._cache["ruri"] = parse_uri(
+                self.uri, what="Request-URI", allow_headers=False
+            )
+        return cached  # type: ignore[return-value]
+
+    def validate(self) -> None:
+        """Request checks of RFC 3261 §8.2 and RFC 4475 §3.1.2.17–18."""
+        super().validate()
+        self.request_uri  # noqa: B018
+        cseq_method = self.cseq.method
+        if cseq_method != self.method:
+            if self.method not in KNOWN_METHODS:
+                raise MethodNotImplemented(f"{self.method} (CSeq names {cseq_method})")
+            raise BadRequest("CSeq method does not match the request method")
+
+
+class Response(Message):
+    """A SIP response (RFC 3261 §7.2)."""
+
+    __slots__ = ("reason", "status")
+
+    def __init__(
+        self, status: int, reason: str, headers: list[Header] | None = None, body: bytes = b""
+    ) -> None:
+        super().__init__(headers, body)
+        self.status = status
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status} {self.reason}>"
+
+    def start_line(self) -> str:
+        return f"{SIP_VERSION} {self.status} {self.reason}"
+
+
+def parse(
+    data: bytes, *, stream: bool = False, max_size: int = DEFAULT_MAX_SIZE
+) -> Request | Response:
+    """Parse one message from a datagram or a framed stream chunk (RFC 3261 §7, §18.3).
+
+    Over a datagram, bytes beyond Content-Length are discarded (§18.3) and a missing
+    Content-Length means "the rest of the datagram"; over a stream it means no body.
+    Raises a ``SipError`` whose status is the reply the fault implies.
+    """
+    if len(data) > max_size:
+        raise MessageTooLarge(f"{len(data)} bytes, limit {max_size}")
+    start = 0
+    while data.startswith(b"\r\n", start):
+        start += 2
+    end = data.find(b"\r\n\r\n", start)
+    if end < 0:
+        raise BadRequest("no empty line after the headers")
+    lines = data[start:end].decode("utf-8", "surrogateescape").split("\r\n")
+    headers: list[Header] = []
+    content_length: str | None = None
+    append = headers.append
+    for line in lines[1:]:
+        if line.startswith(_FOLD_START):
+            if not headers:
+                raise BadRequest("continuation line before any header")
+            prev = headers[-1]
+            folded = line.strip()
+            value = f"{prev.value} {folded}" if prev.value else folded
+            headers[-1] = Header(prev.key, prev.name, value, f"{prev.raw}\r\n{line}")
+            if prev.key == "content-length":
+                content_length = value
+            continue
+        colon = line.find(":")
+        if colon <= 0:
+            raise BadRequest("header line without a name and colon")
+        name = line[:colon].rstrip()
+        key = name.lower()
+        key = COMPACT_FORMS.get(key, key)
+        if not is_token(name):
+            raise BadRequest(f"invalid header name {name[:40]!r}")
+        value = line[colon + 1 :].strip()
+        if key == "content-length":
+            if content_length is not None:
+                raise BadRequest("more than one Content-Length header")
+            content_length = value
+        append(Header(key, name, value, line))
+    body_start = end + 4
+    if content_length is not None:
+        if not content_length.isdigit():
+            raise BadRequest("Content-Length is not a non-negative integer")
+        length = int(content_length)
+        if body_start + length > len(data):
+            raise BadRequest("Content-Length is larger than the body")
+        body = data[body_start : body_start + length]
+    else:
+        body = b"" if stream else data[body_start:]
+    return _start_line(lines[0], headers, body)
+
+
+def _start_line(line: str, headers: list[Header], body: bytes) -> Request | Response:
+    """Request-Line or Status-Line (RFC 3261 §7.1, §7.2); single SP separators only."""
+    if line.startswith("SIP/"):
+        parts = line.split(" ", 2)
+        version = parts[0]
+        if version != SIP_VERSION:
+            raise VersionNotSupported(version)
+        code = parts[1] if len(parts) > 1 else ""
+        if len(code) != 3 or not code.isdigit() or not 100 <= int(code) <= 699:
+            raise BadRequest("status code is not 100-699")
+        return Response(int(code), parts[2] if len(parts) > 2 else "", headers, body)
+    parts = line.split(" ")
+    if len(parts) != 3:
+        raise BadRequest("Request-Line must be: method SP Request-URI SP SIP-Version")
+    method, uri, version = parts
+    if not is_token(method):
+        raise BadRequest("invalid method")
+    if version != SIP_VERSION:
+        if version.startswith("SIP/"):
+            raise VersionNotSupported(version)
+        raise BadRequest("invalid SIP-Version")
+    if not uri:
+        raise BadRequest("empty Request-URI")
+    return Request(method, uri, headers, body)

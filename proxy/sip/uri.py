@@ -1,0 +1,293 @@
+"""SIP, SIPS and tel URIs (RFC 3261 §19.1, RFC 3966), parsed from and written to text.
+
+Fields keep the text as written (escapes included) so that a URI re-serializes unchanged;
+comparison (RFC 3261 §19.1.4, RFC 3966 §4) works on the unescaped values.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Final
+from urllib.parse import unquote
+
+from proxy.sip.errors import BadRequest
+
+Params = tuple[tuple[str, str | None], ...]
+
+_SCHEME_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-.")
+_HOST_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._")
+_FORBIDDEN_IN_URI: Final = frozenset(' \t\r\n<>"')
+#: uri-parameters that must match when either URI has them (RFC 3261 §19.1.4).
+_STRICT_PARAMS: Final = ("user", "ttl", "method", "maddr", "transport")
+_CASELESS_PARAM_VALUES: Final = frozenset({"user", "method", "maddr", "transport", "lr"})
+
+
+def unescape(text: str) -> str:
+    """Undo %-escapes once (RFC 3261 §19.1.4: never recursively, RFC 4475 §3.1.1.3)."""
+    if "%" not in text:
+        return text
+    return unquote(text, errors="surrogateescape")
+
+
+def _parse_params(text: str, what: str) -> Params:
+    """Parse ``;name[=value]`` pairs; names are case-insensitive (RFC 3261 §19.1.1)."""
+    if not text:
+        return ()
+    params: list[tuple[str, str | None]] = []
+    for item in text.split(";"):
+        name, eq, value = item.partition("=")
+        name = name.strip()
+        if not name:
+            raise BadRequest(f"empty parameter in {what}")
+        params.append((name.lower(), value.strip() if eq else None))
+    return tuple(params)
+
+
+def _format_params(params: Params) -> str:
+    return "".join(f";{k}" if v is None else f";{k}={v}" for k, v in params)
+
+
+def param_value(params: Params, name: str) -> str | None:
+    """Value of parameter ``name`` ("" for a flag), or None when absent."""
+    for key, value in params:
+        if key == name:
+            return "" if value is None else value
+    return None
+
+
+def parse_host(text: str, what: str) -> tuple[str, int | None]:
+    """Split ``host[:port]``; IPv6 references are bracketed (RFC 3261 §25.1, RFC 5118 §4)."""
+    if not text:
+        raise BadRequest(f"missing host in {what}")
+    port_text = ""
+    if text[0] == "[":
+        end = text.find("]")
+        if end < 0:
+            raise BadRequest(f"unterminated IPv6 reference in {what}")
+        host = text[: end + 1]
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            raise BadRequest(f"invalid IPv6 address {host} in {what}") from None
+        rest = text[end + 1 :]
+        if rest:
+            if rest[0] != ":":
+                raise BadRequest(f"junk after IPv6 reference in {what}")
+            port_text = rest[1:]
+    else:
+        host, colon, port_text = text.partition(":")
+        if colon and not port_text:
+            raise BadRequest(f"empty port in {what}")
+        if not host or not _HOST_CHARS.issuperset(host):
+            raise BadRequest(f"invalid host {host!r} in {what}")
+    if not port_text:
+        return host, None
+    if not port_text.isdigit() or len(port_text) > 5 or int(port_text) > 65535:
+        raise BadRequest(f"invalid port {port_text!r} in {what}")
+    return host, int(port_text)
+
+
+@dataclass(frozen=True, slots=True)
+class SipUri:
+    """A ``sip:`` or ``sips:`` URI (RFC 3261 §19.1.1). Text fields are as written."""
+
+    scheme: str
+    user: str | None
+    host: str
+    port: int | None = None
+    password: str | None = None
+    params: Params = ()
+    headers: tuple[tuple[str, str], ...] = ()
+
+    def __str__(self) -> str:
+        out = [self.scheme, ":"]
+        if self.user is not None:
+            out.append(self.user)
+            if self.password is not None:
+                out += [":", self.password]
+            out.append("@")
+        out.append(self.host)
+        if self.port is not None:
+            out += [":", str(self.port)]
+        out.append(_format_params(self.params))
+        if self.headers:
+            out += ["?", "&".join(f"{k}={v}" for k, v in self.headers)]
+        return "".join(out)
+
+    def param(self, name: str) -> str | None:
+        """A uri-parameter by (lower-case) name; "" for a flag such as ``lr``."""
+        return param_value(self.params, name)
+
+    @property
+    def user_unescaped(self) -> str | None:
+        return None if self.user is None else unescape(self.user)
+
+    @property
+    def transport(self) -> str:
+        """Transport named by ``;transport=`` (lower-case), ``tls`` for sips, else ``udp``."""
+        value = self.param("transport")
+        if value:
+            return value.lower()
+        return "tls" if self.scheme == "sips" else "udp"
+
+    def matches(self, other: object) -> bool:
+        """URI equivalence per RFC 3261 §19.1.4."""
+        if not isinstance(other, SipUri) or self.scheme != other.scheme:
+            return False
+        if (self.user_unescaped, self.password and unescape(self.password)) != (
+            other.user_unescaped,
+            other.password and unescape(other.password),
+        ):
+            return False
+        if self.host.lower() != other.host.lower() or self.port != other.port:
+            return False
+        mine = {k: v for k, v in self.params}
+        theirs = {k: v for k, v in other.params}
+        for name in _STRICT_PARAMS:
+            if (name in mine) != (name in theirs):
+                return False
+        for name in mine.keys() & theirs.keys():
+            a, b = mine[name], theirs[name]
+            if a is None or b is None:
+                if a is not b:
+                    return False
+            elif name in _CASELESS_PARAM_VALUES or name not in _STRICT_PARAMS:
+                if unescape(a).lower() != unescape(b).lower():
+                    return False
+            elif unescape(a) != unescape(b):
+                return False
+        mine_h = {k.lower(): unescape(v) for k, v in self.headers}
+        theirs_h = {k.lower(): unescape(v) for k, v in other.headers}
+        return mine_h == theirs_h
+
+
+_VISUAL_SEPARATORS: Final = str.maketrans("", "", "-.()")
+
+
+@dataclass(frozen=True, slots=True)
+class TelUri:
+    """A ``tel:`` URI (RFC 3966 §3): a global (+digits) or local number with parameters."""
+
+    number: str
+    params: Params = ()
+
+    def __str__(self) -> str:
+        return f"tel:{self.number}{_format_params(self.params)}"
+
+    @property
+    def scheme(self) -> str:
+        return "tel"
+
+    @property
+    def user(self) -> str:
+        """The number as written, so that routing reads tel and sip URIs alike."""
+        return self.number
+
+    @property
+    def user_unescaped(self) -> str:
+        return unescape(self.number)
+
+    def param(self, name: str) -> str | None:
+        return param_value(self.params, name)
+
+    def matches(self, other: object) -> bool:
+        """Equivalence per RFC 3966 §4: numbers without visual separators, same params."""
+        if not isinstance(other, TelUri):
+            return False
+        mine = unescape(self.number).translate(_VISUAL_SEPARATORS).lower()
+        theirs = unescape(other.number).translate(_VISUAL_SEPARATORS).lower()
+        if mine != theirs:
+            return False
+        return sorted((k, (v or "").lower()) for k, v in self.params) == sorted(
+            (k, (v or "").lower()) for k, v in other.params
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AbsoluteUri:
+    """Any other scheme (RFC 3261 §25.1 absoluteURI), kept as written."""
+
+    scheme: str
+    rest: str
+
+    def __str__(self) -> str:
+        return f"{self.scheme}:{self.rest}"
+
+    @property
+    def user(self) -> None:
+        return None
+
+    @property
+    def user_unescaped(self) -> None:
+        return None
+
+    def param(self, name: str) -> str | None:
+        return None
+
+    def matches(self, other: object) -> bool:
+        return (
+            isinstance(other, AbsoluteUri)
+            and self.scheme == other.scheme
+            and self.rest == other.rest
+        )
+
+
+Uri = SipUri | TelUri | AbsoluteUri
+
+
+def parse_uri(text: str, *, what: str = "URI", allow_headers: bool = True) -> Uri:
+    """Parse a URI (RFC 3261 §19.1.1, §25.1; RFC 3966 §3).
+
+    ``allow_headers`` is False for a Request-URI, where headers are not allowed
+    (RFC 3261 §19.1.1 table; RFC 4475 §3.1.2.11).
+    """
+    colon = text.find(":")
+    if colon <= 0:
+        raise BadRequest(f"{what} has no scheme")
+    scheme = text[:colon]
+    if not _SCHEME_CHARS.issuperset(scheme) or not scheme[0].isalpha():
+        raise BadRequest(f"invalid scheme in {what}")
+    if not _FORBIDDEN_IN_URI.isdisjoint(text):
+        raise BadRequest(f"whitespace or delimiter inside {what}")
+    scheme = scheme.lower()
+    rest = text[colon + 1 :]
+    if scheme in ("sip", "sips"):
+        return _parse_sip(scheme, rest, what, allow_headers)
+    if scheme == "tel":
+        number, _, params = rest.partition(";")
+        if not number:
+            raise BadRequest(f"empty number in {what}")
+        return TelUri(number, _parse_params(params, what))
+    if not rest:
+        raise BadRequest(f"empty {what}")
+    return AbsoluteUri(scheme, rest)
+
+
+def _parse_sip(scheme: str, rest: str, what: str, allow_headers: bool) -> SipUri:
+    user: str | None = None
+    password: str | None = None
+    at = rest.find("@")
+    if at >= 0:
+        userinfo = rest[:at]
+        rest = rest[at + 1 :]
+        user, colon, pw = userinfo.partition(":")
+        if colon:
+            password = pw
+        if not user:
+            raise BadRequest(f"empty user in {what}")
+    rest, qmark, header_text = rest.partition("?")
+    headers: tuple[tuple[str, str], ...] = ()
+    if qmark:
+        if not allow_headers:
+            raise BadRequest(f"headers are not allowed in the {what}")
+        pairs = []
+        for item in header_text.split("&"):
+            name, eq, value = item.partition("=")
+            if not name or not eq:
+                raise BadRequest(f"malformed header in {what}")
+            pairs.append((name, value))
+        headers = tuple(pairs)
+    hostport, _, params = rest.partition(";")
+    host, port = parse_host(hostport, what)
+    return SipUri(scheme, user, host, port, password, _parse_params(params, what), headers)
