@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from proxy.sip.errors import BadRequest
-from proxy.sip.uri import Params, Uri, param_value, parse_host, parse_uri
+from proxy.sip.uri import Params, Uri, is_digits, param_value, parse_host, parse_uri
 
 _TOKEN_CHARS: Final = frozenset(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~"
@@ -196,7 +196,7 @@ class Via:
 
     @property
     def rport(self) -> str | None:
-        """"" when the client asked for rport (RFC 3581 §3), the port once filled in."""
+        """ "" when the client asked for rport (RFC 3581 §3), the port once filled in."""
         return param_value(self.params, "rport")
 
     @property
@@ -226,7 +226,7 @@ class CSeq:
         if len(parts) != 2:
             raise BadRequest("malformed CSeq")
         digits, method = parts
-        if not digits.isdigit() or len(digits) > 10 or int(digits) > _MAX_CSEQ:
+        if not is_digits(digits) or len(digits) > 10 or int(digits) > _MAX_CSEQ:
             raise BadRequest("CSeq number is not an integer below 2**32")
         if not is_token(method):
             raise BadRequest("invalid CSeq method")

@@ -56,9 +56,7 @@ class BadExtension(SipError):
     default_reason = "Bad Extension"
 
     def __init__(self, unsupported: tuple[str, ...]) -> None:
-        super().__init__(
-            ", ".join(unsupported), headers=(("Unsupported", ", ".join(unsupported)),)
-        )
+        super().__init__(", ".join(unsupported), headers=(("Unsupported", ", ".join(unsupported)),))
         self.unsupported = unsupported
 
 

@@ -18,7 +18,7 @@ from proxy.sip.errors import (
     VersionNotSupported,
 )
 from proxy.sip.headers import COMPACT_FORMS, LIST_HEADERS, canonical_name, split_list
-from proxy.sip.uri import Uri, parse_uri
+from proxy.sip.uri import Uri, is_digits, parse_uri
 
 SIP_VERSION: Final = "SIP/2.0"
 DEFAULT_MAX_SIZE: Final = 65535
@@ -173,9 +173,7 @@ class Message:
     def _address(self, key: str) -> NameAddress:
         cached = self._cache.get(key)
         if cached is None:
-            cached = self._cache[key] = NameAddress.parse(
-                self._required(key), canonical_name(key)
-            )
+            cached = self._cache[key] = NameAddress.parse(self._required(key), canonical_name(key))
         return cached  # type: ignore[return-value]
 
     @property
@@ -189,7 +187,7 @@ class Message:
     @property
     def call_id(self) -> str:
         value = self._required("call-id")
-        if not value or " " in value:
+        if not value or " " in value or "\t" in value:
             raise BadRequest("malformed Call-ID")
         return value
 
@@ -205,7 +203,7 @@ class Message:
         value = self._single("max-forwards")
         if value is None:
             return None
-        if not value.isdigit() or int(value) > 255:
+        if not is_digits(value) or int(value) > 255:
             raise BadRequest("Max-Forwards is not an integer from 0 to 255")
         return int(value)
 
@@ -351,7 +349,13 @@ def parse(
     end = data.find(b"\r\n\r\n", start)
     if end < 0:
         raise BadRequest("no empty line after the headers")
-    lines = data[start:end].decode("utf-8", "surrogateescape").split("\r\n")
+    head = data[start:end]
+    lines = head.decode("utf-8", "surrogateescape").split("\r\n")
+    breaks = len(lines) - 1
+    if head.count(b"\n") != breaks or head.count(b"\r") != breaks:
+        # A bare CR or LF inside a value would become a line break in whatever
+        # re-emits it: header injection (RFC 3261 §7.3.1 allows only CRLF).
+        raise BadRequest("bare CR or LF in the headers")
     headers: list[Header] = []
     content_length: str | None = None
     append = headers.append
@@ -382,7 +386,7 @@ def parse(
         append(Header(key, name, value, line))
     body_start = end + 4
     if content_length is not None:
-        if not content_length.isdigit():
+        if not is_digits(content_length):
             raise BadRequest("Content-Length is not a non-negative integer")
         length = int(content_length)
         if body_start + length > len(data):
@@ -401,7 +405,7 @@ def _start_line(line: str, headers: list[Header], body: bytes) -> Request | Resp
         if version != SIP_VERSION:
             raise VersionNotSupported(version)
         code = parts[1] if len(parts) > 1 else ""
-        if len(code) != 3 or not code.isdigit() or not 100 <= int(code) <= 699:
+        if len(code) != 3 or not is_digits(code) or not 100 <= int(code) <= 699:
             raise BadRequest("status code is not 100-699")
         return Response(int(code), parts[2] if len(parts) > 2 else "", headers, body)
     parts = line.split(" ")

@@ -15,12 +15,19 @@ from proxy.sip.errors import BadRequest
 
 Params = tuple[tuple[str, str | None], ...]
 
-_SCHEME_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-.")
+_SCHEME_CHARS: Final = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-."
+)
 _HOST_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._")
 _FORBIDDEN_IN_URI: Final = frozenset(' \t\r\n<>"')
 #: uri-parameters that must match when either URI has them (RFC 3261 §19.1.4).
 _STRICT_PARAMS: Final = ("user", "ttl", "method", "maddr", "transport")
 _CASELESS_PARAM_VALUES: Final = frozenset({"user", "method", "maddr", "transport", "lr"})
+
+
+def is_digits(text: str) -> bool:
+    """ASCII ``1*DIGIT`` (RFC 5234 B.1); ``str.isdigit`` also accepts ``"²"`` or ``"٣"``."""
+    return text.isascii() and text.isdigit()
 
 
 def unescape(text: str) -> str:
@@ -66,6 +73,9 @@ def parse_host(text: str, what: str) -> tuple[str, int | None]:
         if end < 0:
             raise BadRequest(f"unterminated IPv6 reference in {what}")
         host = text[: end + 1]
+        if "%" in host:
+            # ipaddress accepts "fe80::1%eth0"; a zone index has no place in a SIP URI.
+            raise BadRequest(f"zone index in IPv6 reference in {what}")
         try:
             ipaddress.IPv6Address(host[1:-1])
         except ValueError:
@@ -83,7 +93,7 @@ def parse_host(text: str, what: str) -> tuple[str, int | None]:
             raise BadRequest(f"invalid host {host!r} in {what}")
     if not port_text:
         return host, None
-    if not port_text.isdigit() or len(port_text) > 5 or int(port_text) > 65535:
+    if not is_digits(port_text) or len(port_text) > 5 or int(port_text) > 65535:
         raise BadRequest(f"invalid port {port_text!r} in {what}")
     return host, int(port_text)
 
@@ -163,6 +173,17 @@ class SipUri:
 
 
 _VISUAL_SEPARATORS: Final = str.maketrans("", "", "-.()")
+#: RFC 3966 §3 phonedigit-hex plus visual separators; "%" for an escaped "#".
+_TEL_CHARS: Final = frozenset("0123456789abcdefABCDEF*#-.()%")
+
+
+def _tel_param_key(name: str, value: str | None) -> tuple[str, str]:
+    """How a tel parameter compares (RFC 3966 §4): a global-number phone-context digit
+    by digit without visual separators, everything else case-insensitively."""
+    text = unescape(value or "")
+    if name == "phone-context" and text.startswith("+"):
+        text = text.translate(_VISUAL_SEPARATORS)
+    return name, text.lower()
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,10 +218,10 @@ class TelUri:
             return False
         mine = unescape(self.number).translate(_VISUAL_SEPARATORS).lower()
         theirs = unescape(other.number).translate(_VISUAL_SEPARATORS).lower()
-        if mine != theirs:
+        if mine != theirs or not mine.lstrip("+"):
             return False
-        return sorted((k, (v or "").lower()) for k, v in self.params) == sorted(
-            (k, (v or "").lower()) for k, v in other.params
+        return sorted(_tel_param_key(k, v) for k, v in self.params) == sorted(
+            _tel_param_key(k, v) for k, v in other.params
         )
 
 
@@ -256,8 +277,9 @@ def parse_uri(text: str, *, what: str = "URI", allow_headers: bool = True) -> Ur
         return _parse_sip(scheme, rest, what, allow_headers)
     if scheme == "tel":
         number, _, params = rest.partition(";")
-        if not number:
-            raise BadRequest(f"empty number in {what}")
+        digits = number[1:] if number.startswith("+") else number
+        if not digits or not _TEL_CHARS.issuperset(digits):
+            raise BadRequest(f"invalid telephone number in {what}")
         return TelUri(number, _parse_params(params, what))
     if not rest:
         raise BadRequest(f"empty {what}")
