@@ -22,7 +22,6 @@ _HOST_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUV
 _FORBIDDEN_IN_URI: Final = frozenset(' \t\r\n<>"')
 #: uri-parameters that must match when either URI has them (RFC 3261 §19.1.4).
 _STRICT_PARAMS: Final = ("user", "ttl", "method", "maddr", "transport")
-_CASELESS_PARAM_VALUES: Final = frozenset({"user", "method", "maddr", "transport", "lr"})
 
 
 def is_digits(text: str) -> bool:
@@ -152,24 +151,25 @@ class SipUri:
             return False
         if self.host.lower() != other.host.lower() or self.port != other.port:
             return False
-        mine = {k: v for k, v in self.params}
-        theirs = {k: v for k, v in other.params}
+        mine = _comparable_params(self.params)
+        theirs = _comparable_params(other.params)
         for name in _STRICT_PARAMS:
             if (name in mine) != (name in theirs):
                 return False
-        for name in mine.keys() & theirs.keys():
-            a, b = mine[name], theirs[name]
-            if a is None or b is None:
-                if a is not b:
-                    return False
-            elif name in _CASELESS_PARAM_VALUES or name not in _STRICT_PARAMS:
-                if unescape(a).lower() != unescape(b).lower():
-                    return False
-            elif unescape(a) != unescape(b):
-                return False
-        mine_h = {k.lower(): unescape(v) for k, v in self.headers}
-        theirs_h = {k.lower(): unescape(v) for k, v in other.headers}
+        if any(mine[name] != theirs[name] for name in mine.keys() & theirs.keys()):
+            return False
+        mine_h = {unescape(k).lower(): unescape(v) for k, v in self.headers}
+        theirs_h = {unescape(k).lower(): unescape(v) for k, v in other.headers}
         return mine_h == theirs_h
+
+
+def _comparable_params(params: Params) -> dict[str, str | None]:
+    """uri-parameters as §19.1.4 compares them: escapes undone (once) in names and
+    values, both case-insensitive ("all other components ... case-insensitive")."""
+    return {
+        unescape(name).lower(): None if value is None else unescape(value).lower()
+        for name, value in params
+    }
 
 
 _VISUAL_SEPARATORS: Final = str.maketrans("", "", "-.()")
