@@ -167,7 +167,11 @@ class Via:
         if not is_token(transport):
             raise BadRequest("invalid Via transport")
         sent_by, semi, param_text = parts[1].partition(";")
-        host, port = parse_host("".join(sent_by.split()), "Via sent-by")
+        # LWS is allowed around the colon only (COLON = SWS ":" SWS, RFC 3261 §25.1).
+        sent_by = ":".join(part.strip() for part in sent_by.split(":"))
+        if " " in sent_by or "\t" in sent_by:
+            raise BadRequest("whitespace inside the host of Via sent-by")
+        host, port = parse_host(sent_by, "Via sent-by")
         params = parse_header_params(semi + param_text, "Via") if semi else ()
         received = param_value(params, "received")
         if received is not None:
