@@ -1,0 +1,82 @@
+"""Where SIP messages come from and go to: transport addresses, the response address of
+RFC 3261 §18.2.2 with RFC 3581 rport, and Via branch identifiers (RFC 3261 §8.1.1.7).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Final
+
+from proxy.sip.message import Request
+
+#: The magic cookie that marks an RFC 3261 branch (§8.1.1.7); without it a request is
+#: matched by the RFC 2543 rules of §17.2.3.
+MAGIC_COOKIE: Final = "z9hG4bK"
+DEFAULT_SIP_PORT: Final = 5060
+#: Transports without their own delivery guarantee (RFC 3261 §17.1.1.2: "unreliable").
+UNRELIABLE_TRANSPORTS: Final = frozenset({"udp"})
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """A transport address: where a message came from or goes to.
+
+    ``transport`` is lower-case ("udp" or "tcp"); ``host`` is an IP address as the socket
+    layer writes it (IPv6 without brackets).
+    """
+
+    transport: str
+    host: str
+    port: int
+
+    @property
+    def reliable(self) -> bool:
+        """True for stream transports, where RFC 3261 §17 drops the retransmission timers
+        and sets the wait timers D, I, J, K to zero."""
+        return self.transport not in UNRELIABLE_TRANSPORTS
+
+
+def _bare_host(host: str) -> str:
+    """An IPv6 reference without brackets (RFC 5118 §4.5 allows both in ``received``)."""
+    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
+
+
+def response_destination(request: Request, source: Address) -> Address:
+    """Where the responses to ``request`` go (RFC 3261 §18.2.2, RFC 3581 §4).
+
+    - reliable transport: back to the source, i.e. on the connection the request came in;
+    - ``maddr`` in the top Via: to that host, at the sent-by port (default 5060);
+    - otherwise (UDP): to ``received`` if present, else to the source host — which is what
+      ``received`` would say, since the server adds it whenever the sent-by host is not the
+      source address (§18.2.1) — at the ``rport`` port when the client asked for it
+      (RFC 3581: an empty ``rport`` is filled in with the source port), else at the
+      sent-by port (default 5060).
+
+    Raises ``SipError`` (400) when the top Via cannot be parsed.
+    """
+    if source.reliable:
+        return source
+    via = request.top_via
+    maddr = via.maddr
+    if maddr:
+        return Address(source.transport, _bare_host(maddr), via.port or DEFAULT_SIP_PORT)
+    host = _bare_host(via.received) if via.received else source.host
+    rport = via.rport
+    if rport is not None:
+        port = int(rport) if rport.isdigit() else source.port
+    else:
+        port = via.port or DEFAULT_SIP_PORT
+    return Address(source.transport, host, port)
+
+
+def make_branch(seed: str) -> str:
+    """A Via branch for a new client transaction (RFC 3261 §8.1.1.7).
+
+    The pure core has no randomness source, so the caller supplies a seed that is unique
+    for the process (an instance id and a counter, say). The seed is hashed so that
+    whatever it contains — a Call-ID, a counter — does not show in the Via, and so that
+    the result is a plain token. Equal seeds give equal branches.
+    """
+    digest = hashlib.blake2b(seed.encode("utf-8", "surrogateescape"), digest_size=12)
+    return MAGIC_COOKIE + digest.hexdigest()
