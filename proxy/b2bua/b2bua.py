@@ -1,0 +1,339 @@
+"""The B2BUA: bytes and time in, bytes, lookups and call records out (design.md §2).
+
+``B2BUA.receive`` parses a datagram or framed stream message, runs it through the
+transaction layer (RFC 3261 §17) and dispatches what reaches the transaction user:
+initial INVITEs start calls, in-dialog requests go to their leg (RFC 3261 §12.2.2),
+CANCEL to the INVITE it cancels (§9.2), responses to the leg that sent the request.
+No sockets, no clock, no database: the adapter does the binding lookup asked for by
+``LookupBinding`` and answers with ``route_call``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Final
+
+from proxy.b2bua.call import Call
+from proxy.b2bua.context import B2buaSettings, Context, Ids
+from proxy.b2bua.events import EMPTY, LookupBinding
+from proxy.b2bua.legs import ALeg, BLeg, Leg, Outputs
+from proxy.b2bua.privacy import RELAYED_OPTION_TAGS
+from proxy.b2bua.routing import BindingView, Reject, decide, identify
+from proxy.sip.build import make_response
+from proxy.sip.errors import SipError
+from proxy.sip.message import KNOWN_METHODS, Request, parse
+from proxy.sip.transaction import (
+    AckTimeout,
+    Address,
+    ClientTransaction,
+    RequestReceived,
+    ResponseReceived,
+    Send,
+    ServerTransaction,
+    TimerFired,
+    TimerSettings,
+    TransactionLayer,
+    TransactionTimeout,
+    response_destination,
+)
+
+SUPPORTED_SCHEMES: Final = frozenset({"sip", "sips", "tel"})
+#: Methods a softswitch may send us outside a dialog that we do not serve (RFC 3261 §8.2.1).
+NOT_ALLOWED: Final = frozenset(KNOWN_METHODS - {"INVITE", "OPTIONS", "ACK", "CANCEL", "BYE"})
+
+
+class B2BUA:
+    """Every call of one process, over one transaction layer and one timer heap."""
+
+    def __init__(
+        self, settings: B2buaSettings, *, seed: str, timers: TimerSettings | None = None
+    ) -> None:
+        self.layer = TransactionLayer(timers or TimerSettings())
+        self.ctx = Context(settings, self.layer, Ids(seed))
+        self.settings = settings
+        self.calls: dict[int, Call] = {}
+        self.dialogs: dict[tuple[str, str], Leg] = {}
+        self.by_call_id: dict[str, Call] = {}
+        self.accepting = True
+        self.unexpected_events = 0
+        self.counters: Counter[str] = Counter()
+        self._out_of_dialog: dict[str, Callable[[ServerTransaction, Request, float], Outputs]] = {
+            "INVITE": self._new_call,
+            "OPTIONS": self._options,
+            "BYE": self._no_dialog,
+        }
+
+    # -- input -------------------------------------------------------------------------
+
+    def receive(self, data: bytes, source: Address, now: float) -> Outputs:
+        """Handle one message. Raises ``SipError`` for a malformed one: the adapter answers
+        it with ``error_reply`` (requests) or drops it (responses, RFC 3261 §18.1.2)."""
+        message = parse(data, stream=source.transport != "udp")
+        try:
+            message.validate()
+        except SipError as error:
+            error.message = message  # type: ignore[attr-defined]
+            raise
+        self.counters["requests" if isinstance(message, Request) else "responses"] += 1
+        return self._dispatch(self.layer.receive(message, source, now), now)
+
+    def advance(self, now: float) -> Outputs:
+        """Fire due timers (transaction and call timers share one heap)."""
+        return self._dispatch(self.layer.advance(now), now)
+
+    def next_deadline(self) -> float | None:
+        return self.layer.next_deadline()
+
+    def route_call(self, call_ref: int, binding: BindingView | None, now: float) -> Outputs:
+        """The adapter's answer to ``LookupBinding``."""
+        call = self.calls.get(call_ref)
+        if call is None or call.attempt is None:
+            return []
+        out: Outputs = []
+        call.fire("route", decide(binding, call.attempt, now), now, out)
+        return self._dispatch(out, now)
+
+    def abort_call(self, call_id: str, now: float, *, reason: str) -> Outputs:
+        """End the call a leg of which has this Call-ID (``reason`` "leak" or "shutdown")."""
+        call = self.by_call_id.get(call_id)
+        out: Outputs = []
+        if call is not None:
+            call.fire("abort", reason, now, out)
+        return self._dispatch(out, now)
+
+    def shutdown(self, now: float) -> Outputs:
+        """End every call in progress (BYE answered ones, fail the others)."""
+        out: Outputs = []
+        for call in list(self.calls.values()):
+            call.fire("abort", "shutdown", now, out)
+        return self._dispatch(out, now)
+
+    # -- dispatch ----------------------------------------------------------------------
+
+    def _dispatch(self, outputs: Sequence[object], now: float) -> Outputs:
+        result: Outputs = []
+        for item in outputs:
+            if isinstance(item, RequestReceived):
+                result += self._dispatch(self._on_request(item, now), now)
+            elif isinstance(item, ResponseReceived):
+                result += self._dispatch(self._on_response(item, now), now)
+            elif isinstance(item, TransactionTimeout):
+                result += self._dispatch(self._on_timeout(item.transaction, now), now)
+            elif isinstance(item, AckTimeout):
+                result += self._dispatch(self._on_ack_timeout(item.key, now), now)
+            elif isinstance(item, TimerFired):
+                result += self._dispatch(self._on_timer(item.payload, now), now)
+            else:
+                result.append(item)
+        return result
+
+    def _on_request(self, event: RequestReceived, now: float) -> Outputs:
+        request = event.request
+        out: Outputs = []
+        if request.method == "ACK":
+            leg = self.dialogs.get((request.call_id, request.to.tag or ""))
+            if leg is not None:
+                leg.on_request(None, request, now, out)
+            return out
+        txn = event.transaction
+        if txn is None:
+            return out
+        if request.method == "CANCEL":
+            return self._cancel(txn, request, now)
+        unsupported = _unsupported_requirements(request)
+        if unsupported:
+            return self._reply(
+                txn, 420, headers=(("Unsupported", ", ".join(unsupported)),), now=now
+            )
+        to_tag = request.to.tag
+        if to_tag is not None:
+            leg = self.dialogs.get((request.call_id, to_tag))
+            if leg is None:
+                return self._reply(txn, 481, now=now)
+            leg.on_request(txn, request, now, out)
+            return out
+        handler = self._out_of_dialog.get(request.method)
+        if handler is not None:
+            return handler(txn, request, now)
+        if request.method in NOT_ALLOWED:
+            return self._reply(txn, 405, headers=(("Allow", self.settings.allow),), now=now)
+        return self._reply(txn, 501, headers=(("Allow", self.settings.allow),), now=now)
+
+    def _on_response(self, event: ResponseReceived, now: float) -> Outputs:
+        out: Outputs = []
+        context = event.transaction.context
+        if isinstance(context, tuple) and isinstance(context[0], Leg):
+            leg, kind = context
+            leg.on_response(kind, event.response, now, out)
+        return out
+
+    def _on_timeout(self, txn: ClientTransaction | ServerTransaction, now: float) -> Outputs:
+        out: Outputs = []
+        context = txn.context
+        if isinstance(txn, ClientTransaction) and isinstance(context, tuple):
+            leg, kind = context
+            if kind == "invite" and isinstance(leg, BLeg):
+                leg.finished = True
+                leg.call.fire("b_timeout", None, now, out)
+            elif isinstance(kind, tuple) and kind[0] == "relay":
+                leg.call.relay_answered(leg, kind[1], 408, EMPTY, now, out)
+        return out
+
+    def _on_ack_timeout(self, key: object, now: float) -> Outputs:
+        out: Outputs = []
+        if isinstance(key, tuple):
+            call = self.calls.get(key[0])
+            if call is not None:
+                call.fire("ack_timeout", None, now, out)
+        return out
+
+    def _on_timer(self, payload: object, now: float) -> Outputs:
+        out: Outputs = []
+        if isinstance(payload, tuple):
+            ref, name = payload
+            call = self.calls.get(ref)
+            if call is not None:
+                call.fire(name, None, now, out)
+        return out
+
+    # -- requests outside a dialog -----------------------------------------------------
+
+    def _new_call(self, txn: ServerTransaction, request: Request, now: float) -> Outputs:
+        """An initial INVITE to a privacy number (RFC 3261 §8.2, §13.3)."""
+        if not self.accepting:
+            return self._reply(txn, 503, "Shutting Down", now=now)
+        if request.request_uri.scheme not in SUPPORTED_SCHEMES:
+            return self._reply(txn, 416, now=now)
+        if request.max_forwards == 0:
+            return self._reply(txn, 483, now=now)
+        if request.body and request.content_type != "application/sdp":
+            return self._reply(txn, 415, headers=(("Accept", "application/sdp"),), now=now)
+        ref = self.ctx.ids.ref()
+        call = Call(self, self.ctx, None, ref, now)
+        call.a = ALeg(call, self.ctx, txn, self.ctx.ids.tag())
+        txn.context = call
+        self.calls[ref] = call
+        self.index_leg(call.a)
+        out: Outputs = []
+        call.a.start(now, out)
+        attempt = identify(
+            request, self.settings.plan, trusted=self.settings.is_trusted(txn.source.host)
+        )
+        if isinstance(attempt, Reject):
+            call.fire("route", attempt, now, out)
+            return out
+        call.attempt = attempt
+        out.append(LookupBinding(ref, attempt))
+        return out
+
+    def _options(self, txn: ServerTransaction, request: Request, now: float) -> Outputs:
+        """OPTIONS to the proxy itself: the softswitch's keepalive (RFC 3261 §11.2)."""
+        headers = (
+            ("Allow", self.settings.allow),
+            ("Accept", "application/sdp"),
+            ("Supported", ", ".join(sorted(RELAYED_OPTION_TAGS))),
+        )
+        return self._reply(txn, 200, headers=headers, now=now)
+
+    def _no_dialog(self, txn: ServerTransaction, request: Request, now: float) -> Outputs:
+        return self._reply(txn, 481, now=now)
+
+    def _cancel(self, txn: ServerTransaction, cancel: Request, now: float) -> Outputs:
+        """CANCEL (RFC 3261 §9.2): 200 to the CANCEL, then the call handles it."""
+        target = self.layer.cancel_target(cancel)
+        call = target.context if target is not None else None
+        if not isinstance(call, Call):
+            return self._reply(txn, 481, now=now)
+        out = self._reply(txn, 200, now=now, tag=call.a.local_tag)
+        call.fire("a_cancel", None, now, out)
+        return out
+
+    def _reply(
+        self,
+        txn: ServerTransaction,
+        status: int,
+        reason: str | None = None,
+        *,
+        now: float,
+        headers: tuple[tuple[str, str], ...] = (),
+        tag: str | None = None,
+    ) -> Outputs:
+        response = make_response(
+            txn.request, status, reason, to_tag=tag or self.ctx.ids.tag(), headers=headers
+        )
+        return [*self.layer.send_response(txn, response, now)]
+
+    # -- indexes -----------------------------------------------------------------------
+
+    def index_leg(self, leg: Leg) -> None:
+        if isinstance(leg, ALeg):
+            self.dialogs[(leg.invite.call_id, leg.local_tag)] = leg
+            self.by_call_id[leg.invite.call_id] = leg.call
+        elif leg.dialog is not None:
+            self.dialogs[(leg.dialog.call_id, leg.dialog.local_tag)] = leg
+            self.by_call_id[leg.dialog.call_id] = leg.call
+
+    def forget(self, call: Call) -> None:
+        self.calls.pop(call.ref, None)
+        for leg in (call.a, call.b):
+            if leg is None:
+                continue
+            key = (
+                (leg.invite.call_id, leg.local_tag)
+                if isinstance(leg, ALeg)
+                else (leg.dialog.call_id, leg.dialog.local_tag)
+                if leg.dialog
+                else None
+            )
+            if key is not None:
+                self.dialogs.pop(key, None)
+                self.by_call_id.pop(key[0], None)
+
+    @property
+    def active_calls(self) -> int:
+        return len(self.calls)
+
+
+def _unsupported_requirements(request: Request) -> list[str]:
+    """Require option tags we do not support (RFC 3261 §8.2.2.3); none for ACK/CANCEL."""
+    if request.method in ("ACK", "CANCEL"):
+        return []
+    return [
+        tag for tag in request.get_all("require") if tag and tag.lower() not in RELAYED_OPTION_TAGS
+    ]
+
+
+def error_reply(error: SipError, data: bytes, source: Address) -> Send | None:
+    """The stateless answer to a message that failed parsing or validation (RFC 3261 §8.2,
+    §21.4.1); None when there is nothing to answer (a response, an ACK, no usable head).
+
+    When parsing failed outright (a bad Content-Length, say), the head alone is parsed
+    again so that the reply can still carry Via, From, To, Call-ID and CSeq.
+    """
+    message = getattr(error, "message", None) or _salvage(data)
+    if not isinstance(message, Request) or message.method == "ACK":
+        return None
+    try:
+        response = make_response(message, error.status, error.reason, headers=error.headers)
+        destination = response_destination(message, source)
+    except ValueError:
+        return None
+    return Send(response.to_bytes(), destination)
+
+
+def _salvage(data: bytes) -> Request | None:
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    lines = [
+        line
+        for line in data[:end].split(b"\r\n")
+        if not line.lower().startswith((b"content-length", b"l:", b"l "))
+    ]
+    try:
+        message = parse(b"\r\n".join(lines) + b"\r\n\r\n", stream=True)
+        _ = message.vias, message.cseq, message.call_id
+    except ValueError:
+        return None
+    return message if isinstance(message, Request) else None

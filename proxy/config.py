@@ -1,0 +1,147 @@
+"""Frozen settings for ``privproxy serve``: defaults, then a TOML file, then environment,
+then command-line flags — each later source overriding the earlier ones."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from proxy.sip.uri import SipUri, parse_uri
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Listen:
+    """One SIP listening socket: ``udp:HOST:PORT`` or ``tcp:HOST:PORT``."""
+
+    transport: str
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str) -> Listen:
+        transport, _, rest = text.partition(":")
+        host, _, port = rest.rpartition(":")
+        if transport not in ("udp", "tcp") or not host or not port.isdigit():
+            raise ConfigError(f"--sip {text!r}: expected udp:HOST:PORT or tcp:HOST:PORT")
+        return cls(transport, host.strip("[]"), int(port))
+
+    def __str__(self) -> str:
+        return f"{self.transport}:{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Trunk:
+    """Where B legs go: a SIP URI such as ``sip:127.0.0.1:5080;transport=udp``."""
+
+    uri: SipUri
+
+    @classmethod
+    def parse(cls, text: str) -> Trunk:
+        try:
+            uri = parse_uri(text, what="trunk URI")
+        except ValueError as error:
+            raise ConfigError(f"--trunk {text!r}: {error}") from None
+        if not isinstance(uri, SipUri):
+            raise ConfigError(f"--trunk {text!r}: expected a sip: URI")
+        if uri.transport not in ("udp", "tcp"):
+            raise ConfigError(f"--trunk {text!r}: transport must be udp or tcp")
+        try:
+            ipaddress.ip_address(uri.host.strip("[]"))
+        except ValueError:
+            raise ConfigError(f"--trunk {text!r}: the host must be an IP address") from None
+        return cls(uri)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Everything ``serve`` needs; see README "Configuration" for each setting."""
+
+    sip: tuple[str, ...] = ("udp:127.0.0.1:5060",)
+    trunk: str = "sip:127.0.0.1:5080;transport=udp"
+    db: str = "./privproxy.db"
+    advertise: str | None = None
+    trusted: tuple[str, ...] = ()
+    ring_timeout: float = 60.0
+    grace: float = 30.0
+    privacy_prefix: str = "700"
+    privacy_length: int = 15
+    region: str = "CN"
+    dial_format: str = "national"
+    node: str = field(default_factory=socket.gethostname)
+    log_level: str = "info"
+    t1: float = 0.5
+    t2: float = 4.0
+    t4: float = 5.0
+
+    @property
+    def listens(self) -> tuple[Listen, ...]:
+        return tuple(Listen.parse(text) for text in self.sip)
+
+    @property
+    def trunk_uri(self) -> Trunk:
+        return Trunk.parse(self.trunk)
+
+    @property
+    def trusted_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        try:
+            return tuple(ipaddress.ip_network(cidr, strict=False) for cidr in self.trusted)
+        except ValueError as error:
+            raise ConfigError(f"--trusted: {error}") from None
+
+    def advertised(self) -> tuple[str, int]:
+        """Host and port we write in Via/Contact: ``--advertise`` or the first listener."""
+        first = self.listens[0]
+        if not self.advertise:
+            return first.host, first.port
+        host, _, port = (
+            self.advertise.rpartition(":") if ":" in self.advertise else (self.advertise, "", "")
+        )
+        if port and not port.isdigit():
+            raise ConfigError(f"--advertise {self.advertise!r}: bad port")
+        return (host or self.advertise), int(port) if port else first.port
+
+    def validate(self) -> Config:
+        _ = self.listens, self.trunk_uri, self.trusted_networks, self.advertised()
+        if not self.sip:
+            raise ConfigError("at least one --sip listener is needed")
+        if self.dial_format not in ("national", "e164"):
+            raise ConfigError("dial_format must be national or e164")
+        if self.ring_timeout <= 0 or self.grace < 0:
+            raise ConfigError("ring_timeout must be positive and grace not negative")
+        return self
+
+
+_NAMES = {f.name for f in fields(Config)}
+
+
+def load_config(path: str | None, overrides: dict[str, Any]) -> Config:
+    """Defaults < TOML file < ``PRIVPROXY_DB`` < flags (``None`` flags are ignored)."""
+    config = Config()
+    if path:
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as error:
+            raise ConfigError(f"--config {path}: {error}") from None
+        unknown = set(data) - _NAMES
+        if unknown:
+            raise ConfigError(f"--config {path}: unknown settings {', '.join(sorted(unknown))}")
+        config = replace(config, **_frozen(data))
+    if os.environ.get("PRIVPROXY_DB"):
+        config = replace(config, db=os.environ["PRIVPROXY_DB"])
+    given = {k: v for k, v in overrides.items() if v not in (None, (), [])}
+    config = replace(config, **_frozen(given))
+    return config.validate()
+
+
+def _frozen(values: dict[str, Any]) -> dict[str, Any]:
+    """Lists (TOML arrays, repeated flags) become tuples: ``Config`` is immutable."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}

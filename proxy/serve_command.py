@@ -1,0 +1,72 @@
+"""``privproxy serve``: run the proxy (flags override ``--config``, which overrides defaults)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from proxy.cli import DbOption, app
+from proxy.config import ConfigError, load_config
+
+
+@app.command()
+def serve(
+    sip: Annotated[
+        list[str] | None,
+        typer.Option("--sip", help="Listener udp:HOST:PORT or tcp:HOST:PORT (repeatable)."),
+    ] = None,
+    trunk: Annotated[
+        str | None, typer.Option(help="Where B legs go, e.g. 'sip:127.0.0.1:5080;transport=udp'.")
+    ] = None,
+    db: DbOption = Path("privproxy.db"),
+    advertise: Annotated[
+        str | None,
+        typer.Option(help="HOST[:PORT] written in Via/Contact/From (default: first --sip)."),
+    ] = None,
+    trusted: Annotated[
+        list[str] | None,
+        typer.Option("--trusted", help="CIDR whose P-Asserted-Identity is believed (repeatable)."),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="TOML file with the same settings.", dir_okay=False),
+    ] = None,
+    ring_timeout: Annotated[
+        float | None, typer.Option(help="Seconds B may ring (default 60).")
+    ] = None,
+    grace: Annotated[
+        float | None, typer.Option(help="Seconds calls may go on after SIGTERM (default 30).")
+    ] = None,
+    log_level: Annotated[str | None, typer.Option(help="debug, info, warning or error.")] = None,
+) -> None:
+    """Run the privacy-number B2BUA until SIGTERM or SIGINT."""
+    from proxy.server import serve as run
+
+    explicit_db = None if db == Path("privproxy.db") else str(db)
+    try:
+        settings = load_config(
+            str(config) if config else None,
+            {
+                "sip": sip,
+                "trunk": trunk,
+                "db": explicit_db,
+                "advertise": advertise,
+                "trusted": trusted,
+                "ring_timeout": ring_timeout,
+                "grace": grace,
+                "log_level": log_level,
+            },
+        )
+    except ConfigError as error:
+        typer.echo(f"privproxy serve: {error}", err=True)
+        raise typer.Exit(2) from None
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    run(settings)

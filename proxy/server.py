@@ -1,0 +1,279 @@
+"""``privproxy serve``: wires transports, the B2BUA core, the binding store, call records
+and the leak guard; starts, drains and stops (design.md §2).
+
+Everything here runs on one event loop thread except the call-record writer. The core is
+pure; this module is where bytes meet sockets, ``now`` meets the clock and lookups meet
+the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import signal
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+
+from bindings.sqlite_store import SqliteBindingStore
+from proxy.b2bua.b2bua import B2BUA, error_reply
+from proxy.b2bua.context import B2buaSettings
+from proxy.b2bua.events import CallFinished, CallSummary, LookupBinding
+from proxy.b2bua.leak_guard import guard_for
+from proxy.cdr.record import CallRecord, q850_for_status
+from proxy.cdr.writer import CdrWriter
+from proxy.config import Config
+from proxy.numbers import NumberPlan, mask
+from proxy.sip.errors import SipError
+from proxy.sip.message import parse
+from proxy.sip.transaction import Address, Send, TimerSettings
+from proxy.transport.tcp import TcpPool
+from proxy.transport.udp import UdpProtocol, listen_udp
+
+log = logging.getLogger("privproxy")
+call_log = logging.getLogger("privproxy.call")
+
+
+def settings_from(config: Config) -> B2buaSettings:
+    host, port = config.advertised()
+    trunk = config.trunk_uri.uri
+    return B2buaSettings(
+        advertise_host=host,
+        advertise_port=port,
+        trunk=Address(trunk.transport, trunk.host.strip("[]"), trunk.port or 5060),
+        trunk_host=trunk.host,
+        trunk_port=trunk.port,
+        plan=NumberPlan(
+            privacy_prefix=config.privacy_prefix,
+            privacy_length=config.privacy_length,
+            region=config.region,
+            dial_format=config.dial_format,
+        ),
+        ring_timeout=config.ring_timeout,
+        trusted=config.trusted_networks,
+    )
+
+
+@dataclass
+class Server:
+    """One privproxy process."""
+
+    config: Config
+    core: B2BUA = field(init=False)
+    store: SqliteBindingStore = field(init=False)
+    writer: CdrWriter = field(init=False)
+    counters: Counter[str] = field(default_factory=Counter)
+
+    def __post_init__(self) -> None:
+        self.core = B2BUA(
+            settings_from(self.config),
+            seed=secrets.token_hex(4),
+            timers=TimerSettings(self.config.t1, self.config.t2, self.config.t4),
+        )
+        self.udp: list[UdpProtocol] = []
+        self.tcp = TcpPool(self.deliver)
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._stopping = asyncio.Event()
+
+    # -- life cycle --------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.store = SqliteBindingStore.open(self.config.db)
+        self.writer = CdrWriter(self.config.db)
+        self.writer.start()
+        for listen in self.config.listens:
+            if listen.transport == "udp":
+                self.udp.append(await listen_udp(listen.host, listen.port, self.deliver))
+            else:
+                await self.tcp.listen(listen.host, listen.port)
+            log.info("listening on %s", listen)
+        log.info("trunk %s, database %s", self.config.trunk, self.config.db)
+
+    async def run(self) -> None:
+        """Serve until SIGTERM/SIGINT, then drain and stop."""
+        await self.start()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stopping.set)
+        await self._stopping.wait()
+        await self.drain()
+
+    async def drain(self) -> None:
+        """Stop taking calls, let calls end for ``grace`` seconds, BYE the rest, flush."""
+        self.core.accepting = False
+        log.info(
+            "draining: %d calls in progress, grace %.0f s",
+            self.core.active_calls,
+            self.config.grace,
+        )
+        deadline = time.monotonic() + self.config.grace
+        while self.core.active_calls and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if self.core.active_calls:
+            log.info("ending %d calls after the grace period", self.core.active_calls)
+            self.process(self.core.shutdown(time.time()))
+        # Give the BYEs we just sent a moment to be answered (bounded).
+        end = time.monotonic() + 2.0
+        while self.core.layer.client_count and time.monotonic() < end:
+            await asyncio.sleep(0.05)
+        self.writer.close()
+        self.store.close()
+        for protocol in self.udp:
+            if protocol.transport is not None:
+                protocol.transport.close()
+        self.tcp.close()
+        log.info("stopped: %d call records written", self.writer.written)
+
+    # -- input -------------------------------------------------------------------------
+
+    def deliver(self, data: bytes, source: Address) -> None:
+        """Every received message enters here; nothing a peer sends can crash us."""
+        now = time.time()
+        try:
+            outputs = self.core.receive(data, source, now)
+        except SipError as error:
+            # The one place where a protocol error becomes a stateless reply.
+            self.counters[f"rejected_{error.status}"] += 1
+            reply = error_reply(error, data, source)
+            if reply is not None:
+                self.send(reply)
+            return
+        except Exception:
+            self.counters["internal_errors"] += 1
+            log.exception("internal error on a message from %s", source.host)
+            return
+        self.process(outputs)
+
+    def process(self, outputs: list[object]) -> None:
+        for item in outputs:
+            if isinstance(item, Send):
+                self.send(item)
+            elif isinstance(item, LookupBinding):
+                self.lookup(item)
+            elif isinstance(item, CallFinished):
+                self.finished(item.summary)
+        self._arm_timer()
+
+    def lookup(self, request: LookupBinding) -> None:
+        now = time.time()
+        binding = self.store.find_for_call(request.attempt.x, request.attempt.caller, now)
+        self.process(self.core.route_call(request.call_ref, binding, now))
+
+    # -- output ------------------------------------------------------------------------
+
+    def send(self, item: Send) -> None:
+        """Write one message, after the leak guard (design.md §4) has passed it."""
+        if item.guard:
+            leaked = guard_for(item.guard).find(item.data)
+            if leaked is not None:
+                self.counters["leak_blocked"] += 1
+                log.error(
+                    "leak guard blocked a message to %s: it carried %s",
+                    item.destination.host,
+                    leaked,
+                )
+                self._abort_leaking_call(item.data)
+                return
+        if item.destination.transport == "udp":
+            if self.udp:
+                self.udp[0].send(item.data, item.destination)
+        else:
+            self.tcp.send(item.data, item.destination)
+
+    def _abort_leaking_call(self, data: bytes) -> None:
+        try:
+            call_id = parse(data).call_id
+        except SipError:
+            return
+        self.process(self.core.abort_call(call_id, time.time(), reason="leak"))
+
+    def finished(self, summary: CallSummary) -> None:
+        record = call_record(summary, self.config.node)
+        self.writer.submit(record)
+        call_log.info(
+            "call %s x=%s caller=%s callee=%s %s status=%d ring=%s talk=%.1fs released_by=%s",
+            record.id,
+            summary.x or "-",
+            mask(summary.caller or ""),
+            mask(summary.callee or ""),
+            record.disposition
+            if record.reject_reason is None
+            else f"rejected:{record.reject_reason}",
+            record.sip_status,
+            "-" if record.ring_s is None else f"{record.ring_s:.1f}s",
+            record.talk_s,
+            record.released_by or "-",
+        )
+
+    # -- the one timer -----------------------------------------------------------------
+
+    def _arm_timer(self) -> None:
+        deadline = self.core.next_deadline()
+        if deadline is None or deadline == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        loop = asyncio.get_running_loop()
+        self._timer_at = deadline
+        self._timer = loop.call_at(loop.time() + max(0.0, deadline - time.time()), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        try:
+            outputs = self.core.advance(time.time())
+        except Exception:
+            self.counters["internal_errors"] += 1
+            log.exception("internal error in a timer")
+            outputs = []
+        self.process(outputs)
+
+
+def call_record(summary: CallSummary, node: str) -> CallRecord:
+    """The call record of a finished call (design.md §1 "Records")."""
+    reject_reason = summary.reject_reason
+    disposition = summary.disposition
+    if reject_reason is not None and summary.answer_at is None:
+        disposition = "rejected"
+    elif summary.answer_at is not None:
+        reject_reason = None
+    return CallRecord(
+        id=uuid.uuid4().hex,
+        tenant=summary.tenant or "default",
+        binding_id=summary.binding_id,
+        x=summary.x or "",
+        caller=summary.caller or "",
+        callee=summary.callee,
+        direction=summary.direction,  # type: ignore[arg-type]
+        a_call_id=summary.a_call_id,
+        b_call_id=summary.b_call_id,
+        invite_at=summary.invite_at,
+        ring_at=summary.ring_at,
+        answer_at=summary.answer_at,
+        end_at=summary.end_at,
+        disposition=disposition,  # type: ignore[arg-type]
+        reject_reason=reject_reason,  # type: ignore[arg-type]
+        sip_status=summary.sip_status,
+        q850_cause=q850_for_status(summary.sip_status, alerted=summary.ring_at is not None)
+        if summary.sip_status >= 300
+        else 16,
+        released_by=summary.released_by,  # type: ignore[arg-type]
+        node=node,
+    )
+
+
+def install_event_loop() -> None:
+    """uvloop where it is installed (design.md §3), the standard loop otherwise."""
+    try:
+        import uvloop
+    except ImportError:
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+def serve(config: Config) -> None:
+    install_event_loop()
+    asyncio.run(Server(config).run())

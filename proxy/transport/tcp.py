@@ -1,0 +1,105 @@
+"""TCP transport (RFC 3261 §18.3, RFC 5626 §3.5.1): framed streams both ways.
+
+Inbound connections are kept by peer address so that responses go back over the
+connection the request came on (§18.2.2); requests to an address with no connection
+open one and queue what is sent until it is up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import cast
+
+from proxy.sip.errors import SipError
+from proxy.sip.framing import Ping, StreamFramer
+from proxy.sip.transaction import Address
+
+log = logging.getLogger("privproxy.tcp")
+Deliver = Callable[[bytes, Address], None]
+
+
+class TcpConnection(asyncio.Protocol):
+    """One stream; complete messages go to ``deliver``."""
+
+    def __init__(self, pool: TcpPool) -> None:
+        self.pool = pool
+        self.framer = StreamFramer()
+        self.transport: asyncio.Transport | None = None
+        self.peer: Address | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        host, port = transport.get_extra_info("peername")[:2]
+        self.peer = Address("tcp", str(host), int(port))
+        self.pool.connections[self.peer] = self
+
+    def data_received(self, data: bytes) -> None:
+        assert self.peer is not None and self.transport is not None
+        try:
+            items = self.framer.feed(data)
+        except SipError as error:
+            log.warning("closing TCP connection from %s: %s", self.peer.host, error.reason)
+            self.transport.close()
+            return
+        for item in items:
+            if isinstance(item, Ping):
+                self.transport.write(b"\r\n")  # RFC 5626 §3.5.1 pong
+            elif isinstance(item, bytes):
+                self.pool.deliver(item, self.peer)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.peer is not None and self.pool.connections.get(self.peer) is self:
+            del self.pool.connections[self.peer]
+
+
+class TcpPool:
+    """Every TCP connection of the process, inbound and outbound."""
+
+    def __init__(self, deliver: Deliver) -> None:
+        self.deliver = deliver
+        self.connections: dict[Address, TcpConnection] = {}
+        self.pending: dict[Address, list[bytes]] = {}
+        self.servers: list[asyncio.Server] = []
+
+    async def listen(self, host: str, port: int) -> None:
+        loop = asyncio.get_running_loop()
+        self.servers.append(await loop.create_server(lambda: TcpConnection(self), host, port))
+
+    def send(self, data: bytes, destination: Address) -> None:
+        connection = self.connections.get(destination)
+        if connection is not None and connection.transport is not None:
+            connection.transport.write(data)
+            return
+        queued = self.pending.get(destination)
+        if queued is not None:
+            queued.append(data)
+            return
+        self.pending[destination] = [data]
+        asyncio.get_running_loop().create_task(self._connect(destination))
+
+    async def _connect(self, destination: Address) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            _, connection = await loop.create_connection(
+                lambda: TcpConnection(self), destination.host, destination.port
+            )
+        except OSError as error:
+            log.warning(
+                "TCP connect to %s:%s failed: %s", destination.host, destination.port, error
+            )
+            self.pending.pop(destination, None)
+            return
+        # The peer address of an outbound connection is the destination itself.
+        self.connections[destination] = connection
+        for data in self.pending.pop(destination, []):
+            assert connection.transport is not None
+            connection.transport.write(data)
+
+    def close(self) -> None:
+        for server in self.servers:
+            server.close()
+        for connection in list(self.connections.values()):
+            if connection.transport is not None:
+                connection.transport.close()
