@@ -104,7 +104,7 @@ def _normalise_real(
     if "ext" in params or "isub" in params:
         return False, "extensions and subaddresses are not supported in a real party number"
     digits = number.translate(_VISUAL_SEPARATORS)
-    if not digits:
+    if not digits.removeprefix("+"):
         return False, "empty number"
     if not digits.startswith("+"):
         # RFC 3966 §5.1.5: a local number with a global-number phone-context becomes global

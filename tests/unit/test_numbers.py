@@ -1,0 +1,275 @@
+"""Number normalisation: privacy numbers, real numbers in E.164, dial strings, masks."""
+
+from __future__ import annotations
+
+import phonenumbers
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from proxy.numbers import NumberError, NumberPlan, mask
+
+PLAN = NumberPlan()
+PRIVACY_ERROR = "not a privacy number: expected 15 digits starting 700"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("700123456789012", "700123456789012"),
+        ("700-1234-5678-9012", "700123456789012"),
+        ("700.1234.5678.9012", "700123456789012"),
+        ("(700) 1234 5678 9012", "700123456789012"),
+        (" 700123456789012 ", "700123456789012"),
+        ("+86700123456789012", "700123456789012"),
+        ("+86 700 1234 5678 9012", "700123456789012"),
+        ("+86-700-123456789012", "700123456789012"),
+        ("0086700123456789012", "700123456789012"),
+        ("86700123456789012", "700123456789012"),
+        ("tel:+86-700-1234-5678-9012", "700123456789012"),
+        ("TEL:700123456789012", "700123456789012"),
+        ("700123456789012;phone-context=+86", "700123456789012"),
+        ("tel:700123456789012;phone-context=example.com", "700123456789012"),
+        ("+86700123456789012;user=phone", "700123456789012"),
+    ],
+)
+def test_privacy_accepts(text: str, expected: str) -> None:
+    assert PLAN.privacy(text) == expected
+    assert PLAN.is_privacy(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "   ",
+        "70012345678901",  # one digit short
+        "7001234567890123",  # one digit long
+        "701123456789012",  # wrong prefix
+        "13800138000",  # a real mobile
+        "+8613800138000",
+        "+700123456789012",  # '+' must be followed by the country code
+        "+1700123456789012",  # another country's code
+        "+8686700123456789012",  # country code twice
+        "0700123456789012",  # trunk prefix is not a privacy spelling
+        "700123456789O12",  # letter O
+        "700123456789%312",  # escapes are undone by the caller, not here
+        "７００１２３４５６７８９０１２",  # full-width digits
+        "700_123456789012",
+        "86 7001234567890",  # 86 + 13 digits: what remains is no privacy number
+    ],
+)
+def test_privacy_rejects(text: str) -> None:
+    with pytest.raises(NumberError, match=f"^{PRIVACY_ERROR}$"):
+        PLAN.privacy(text)
+    assert not PLAN.is_privacy(text)
+
+
+def test_privacy_plan_is_configurable_for_legacy_numbers() -> None:
+    legacy = NumberPlan(privacy_prefix="170", privacy_length=11)
+    assert legacy.privacy("+86 170 1234 5678") == "17012345678"
+    with pytest.raises(NumberError, match="expected 11 digits starting 170"):
+        legacy.privacy("700123456789012")
+    with pytest.raises(NumberError, match="never a real party"):
+        legacy.real("17012345678")
+
+
+def test_privacy_number_is_not_unwrapped_when_it_fits_as_written() -> None:
+    """A number that already fits is taken as is: "86..." is only a country code otherwise."""
+    plan = NumberPlan(privacy_prefix="86", privacy_length=10)
+    assert plan.privacy("8612345678") == "8612345678"
+    assert plan.privacy("868612345678") == "8612345678"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("13800138000", "+8613800138000"),
+        ("138 0013 8000", "+8613800138000"),
+        ("138-0013-8000", "+8613800138000"),
+        ("+86 138 0013 8000", "+8613800138000"),
+        ("+8613800138000", "+8613800138000"),
+        ("008613800138000", "+8613800138000"),
+        ("8613800138000", "+8613800138000"),
+        ("86 138 0013 8000", "+8613800138000"),
+        ("+86-10-1234-5678", "+861012345678"),
+        ("010 12345678", "+861012345678"),
+        ("(010) 1234-5678", "+861012345678"),
+        ("01012345678", "+861012345678"),
+        ("+86 (0)10 1234 5678", "+861012345678"),
+        ("0086 10 12345678", "+861012345678"),
+        ("0755 1234 5678", "+8675512345678"),
+        ("tel:+86-138-0013-8000", "+8613800138000"),
+        ("tel:13800138000;phone-context=+86", "+8613800138000"),
+        ("tel:12345678;phone-context=+86-10", "+861012345678"),
+        ("12345678;phone-context=+86-10", "+861012345678"),
+        ("tel:010-12345678;phone-context=+86", "+861012345678"),
+        ("tel:13800138000;phone-context=example.com", "+8613800138000"),
+        ("+8613800138000;user=phone", "+8613800138000"),
+        ("+1 212 555 1234", "+12125551234"),
+        ("+44 20 7946 0958", "+442079460958"),
+    ],
+)
+def test_real_accepts(text: str, expected: str) -> None:
+    assert PLAN.real(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "^empty number$"),
+        ("tel:;phone-context=+86", "^empty number$"),
+        ("abc", "only digits, '\\+' and visual separators"),
+        ("138 0013 800O", "only digits"),
+        ("+86 138 0013 8000 ext 5", "only digits"),
+        ("138+00138000", "only digits"),
+        ("tel:13800138000;ext=12", "extensions and subaddresses"),
+        ("tel:13800138000;isub=12", "extensions and subaddresses"),
+        ("123", r"^impossible phone number: wrong length \(\*23\)$"),
+        ("1380013800012345", "impossible phone number"),
+        (
+            "12345678;phone-context=+86",
+            r"^invalid phone number: not an assigned range \(123\*\*\*\*5678\)$",
+        ),
+        ("+86 100 0000 0000", "invalid phone number"),
+        ("700123456789012", "^a privacy number is never a real party number$"),
+        ("+86 700 1234 5678 9012", "never a real party"),
+        ("tel:700123456789012;phone-context=+86", "never a real party"),
+        ("+", "^empty number$"),
+        ("+ -", "^empty number$"),
+    ],
+)
+def test_real_rejects(text: str, message: str) -> None:
+    with pytest.raises(NumberError, match=message):
+        PLAN.real(text)
+
+
+def test_real_error_messages_never_carry_the_number_unmasked() -> None:
+    with pytest.raises(NumberError) as caught:
+        PLAN.real("138001380001")
+    assert "138001380001" not in str(caught.value)
+    assert "138****0001" in str(caught.value)
+
+
+def test_real_rejects_again_from_the_cache() -> None:
+    for _ in range(3):
+        with pytest.raises(NumberError, match="impossible"):
+            PLAN.real("12")
+
+
+@pytest.mark.parametrize(
+    ("e164", "national", "international"),
+    [
+        ("+8613800138000", "13800138000", "+8613800138000"),
+        ("+861012345678", "01012345678", "+861012345678"),
+        ("+8675512345678", "075512345678", "+8675512345678"),
+        ("+12125551234", "+12125551234", "+12125551234"),
+    ],
+)
+def test_dial(e164: str, national: str, international: str) -> None:
+    assert PLAN.dial(e164) == national
+    assert NumberPlan(dial_format="e164").dial(e164) == international
+
+
+def test_dial_normalises_and_validates_its_input() -> None:
+    assert PLAN.dial("+86 138-0013-8000") == "13800138000"
+    with pytest.raises(NumberError, match="never a real party"):
+        PLAN.dial("+86700123456789012")
+
+
+def test_dial_national_only_in_the_plans_region() -> None:
+    us_plan = NumberPlan(region="US")
+    assert us_plan.dial("+12125551234") == "2125551234"
+    assert us_plan.dial("+8613800138000") == "+8613800138000"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"privacy_prefix": "7a0"}, "privacy_prefix must be digits"),
+        ({"privacy_prefix": ""}, "privacy_prefix must be digits"),
+        ({"privacy_length": 3}, "privacy_length must be longer"),
+        ({"region": "XX"}, "unknown region"),
+        ({"dial_format": "E.164"}, "dial_format must be"),
+    ],
+)
+def test_plan_rejects_bad_configuration(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        NumberPlan(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("number", "masked"),
+    [
+        ("+8613800138000", "138****8000"),
+        ("13800138000", "138****8000"),
+        ("+861012345678", "101****5678"),
+        ("01012345678", "010****5678"),
+        ("+12125551234", "212****1234"),
+        ("+442079460958", "207****0958"),
+        ("tel:+8613800138000", "138****8000"),
+        ("700123456789012", "700****9012"),
+        ("138-0013-8000", "138****8000"),
+        ("12345678", "123****5678"),
+        ("1234567", "*****67"),
+        ("123", "*23"),
+        ("12", "**"),
+        ("7", "*"),
+        ("", ""),
+        ("anonymous", ""),
+        ("+", ""),
+        ("+1", "*"),
+        ("٣٣٣٣٣٣٣٣٣", ""),
+    ],
+)
+def test_mask(number: str, masked: str) -> None:
+    assert mask(number) == masked
+
+
+@given(st.text())
+def test_mask_never_raises_and_never_shows_more_than_seven_digits(text: str) -> None:
+    masked = mask(text)
+    assert sum(c.isdigit() for c in masked) <= 7
+
+
+def _cn_mobiles() -> st.SearchStrategy[str]:
+    prefixes = st.sampled_from(["130", "135", "138", "139", "150", "158", "177", "186", "199"])
+    return st.builds(lambda p, rest: f"+86{p}{rest:08d}", prefixes, st.integers(0, 99_999_999))
+
+
+def _cn_landlines() -> st.SearchStrategy[str]:
+    # Beijing and Shanghai: 2-digit area code, 8-digit subscriber number starting 2-8.
+    beijing_shanghai = st.builds(
+        lambda area, first, rest: f"+86{area}{first}{rest:07d}",
+        st.sampled_from(["10", "21"]),
+        st.integers(2, 8),
+        st.integers(0, 9_999_999),
+    )
+    # Shenzhen and Guangzhou: 3-digit area code.
+    shenzhen_guangzhou = st.builds(
+        lambda area, first, rest: f"+86{area}{first}{rest:07d}",
+        st.sampled_from(["755", "20"]),
+        st.integers(2, 8),
+        st.integers(0, 9_999_999),
+    )
+    return beijing_shanghai | shenzhen_guangzhou
+
+
+@given(_cn_mobiles() | _cn_landlines())
+def test_real_of_dial_round_trips(e164: str) -> None:
+    # Valid means assigned in the numbering plan metadata; a few generated ranges are not.
+    assume(phonenumbers.is_valid_number(phonenumbers.parse(e164)))
+    assert PLAN.real(e164) == e164
+    dialled = PLAN.dial(e164)
+    assert dialled.isdigit() and not dialled.startswith("86")
+    assert PLAN.real(dialled) == e164
+    assert NumberPlan(dial_format="e164").dial(e164) == e164
+
+
+@given(st.integers(0, 10**12 - 1), st.sampled_from(["", "+86", "0086", "86", "+86 "]))
+def test_every_privacy_number_round_trips(tail: int, country: str) -> None:
+    digits = f"700{tail:012d}"
+    spaced = "-".join(digits[i : i + 4] for i in range(0, 15, 4))
+    assert PLAN.privacy(country + spaced) == digits
+    with pytest.raises(NumberError, match="never a real party"):
+        PLAN.real(country + digits)
