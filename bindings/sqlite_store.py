@@ -50,9 +50,13 @@ _FIND_LATEST: Final = (
     "  WHERE x = :x AND b = :caller ORDER BY created_at DESC, seq DESC LIMIT 1)"
     ") ORDER BY created_at DESC, seq DESC LIMIT 1"
 )
+# Reuse-rule check: live bindings on X holding A or B in either role, on the live indexes
+# (left to itself the planner picks the full ones and walks each party's history).
 _LIVE_FOR_PARTIES: Final = (
-    f"SELECT {_COLUMNS} FROM bindings WHERE x = :x AND a IN (:a, :b) AND {_LIVE}"
-    f" UNION ALL SELECT {_COLUMNS} FROM bindings WHERE x = :x AND b IN (:a, :b) AND {_LIVE}"
+    f"SELECT {_COLUMNS} FROM bindings INDEXED BY bindings_live_x_a"
+    f" WHERE x = :x AND a IN (:a, :b) AND {_LIVE}"
+    f" UNION ALL SELECT {_COLUMNS} FROM bindings INDEXED BY bindings_live_x_b"
+    f" WHERE x = :x AND b IN (:a, :b) AND {_LIVE}"
 )
 _INSERT: Final = (
     f"INSERT INTO bindings ({_COLUMNS}) VALUES"

@@ -392,9 +392,10 @@ def test_routing_lookups_use_the_indexes(tmp_path: Path) -> None:
     conn = db.open_database(tmp_path / "plan.db")
     from bindings import sqlite_store
 
-    params = {"x": X, "caller": A, "now": T0}
+    params = {"x": X, "caller": A, "a": A, "b": B, "now": T0}
     for query, wanted in (
         (sqlite_store._FIND_LIVE, ("bindings_live_x_a", "bindings_live_x_b")),
+        (sqlite_store._LIVE_FOR_PARTIES, ("bindings_live_x_a", "bindings_live_x_b")),
         (sqlite_store._FIND_LATEST, ("bindings_x_a_created", "bindings_x_b_created")),
     ):
         plan = " | ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {query}", params))
