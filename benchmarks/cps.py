@@ -1,0 +1,181 @@
+"""Calls per second through privproxy, driven by SIPp, side by side with SIPp calling SIPp
+directly (the ceiling of this machine). Prints figures; asserts nothing.
+
+    python benchmarks/cps.py [--rates 100,200,...] [--step-seconds 5] [--talk-ms 1000]
+
+A rate counts as held only with zero failed calls and zero retransmissions on both SIPp
+sides (design.md §5): a saturated proxy can complete calls through retransmissions while
+already dropping datagrams.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.sipp_run import Sipp, SippStats, free_port  # noqa: E402
+from bindings.sqlite_store import SqliteBindingStore  # noqa: E402
+
+A, B, X = "+8613800138000", "+8613900139000", "700123456789012"
+PRIVPROXY = str(Path(sys.executable).with_name("privproxy"))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Step:
+    rate: int
+    calls: int
+    uac: SippStats
+    uas: SippStats
+    cpu_s: float | None
+
+    @property
+    def held(self) -> bool:
+        return (
+            self.uac.failed == 0
+            and self.uas.failed == 0
+            and self.uac.retransmissions == 0
+            and self.uas.retransmissions == 0
+            and self.uac.successful == self.calls
+        )
+
+
+class Proxy:
+    def __init__(self, workdir: Path, trunk_port: int) -> None:
+        self.port = free_port()
+        workdir.mkdir(parents=True, exist_ok=True)
+        db = workdir / "bench.db"
+        if not db.exists():
+            store = SqliteBindingStore.open(db)
+            store.add(a=A, b=B, x=X, now=time.time())
+            store.close()
+        self.log = (workdir / "privproxy.log").open("ab")
+        self.process = subprocess.Popen(
+            [
+                PRIVPROXY, "serve", "--sip", f"udp:127.0.0.1:{self.port}",
+                "--trunk", f"sip:127.0.0.1:{trunk_port};transport=udp",
+                "--db", str(db), "--log-level", "warning", "--grace", "1",
+            ],
+            stdout=self.log,
+            stderr=self.log,
+        )  # fmt: skip
+        time.sleep(1.5)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+        self.log.close()
+
+
+def run_step(workdir: Path, target: int | None, rate: int, seconds: float, talk_ms: int) -> Step:
+    """One SIPp pair at ``rate`` calls/s; ``target`` is the proxy port (None: direct)."""
+    calls = max(1, int(rate * seconds))
+    uas_port = free_port()
+    proxy = Proxy(workdir, uas_port) if target is not None else None
+    uas = Sipp("uas_load.xml", workdir, local_port=uas_port, extra=("-m", str(calls)))
+    time.sleep(0.3)
+    remote = proxy.port if proxy else uas_port
+    cpu_before = cpu_seconds(proxy.process.pid) if proxy else None
+    uac = Sipp(
+        "uac_load.xml",
+        workdir,
+        local_port=free_port(),
+        remote_port=remote,
+        keys={"caller": A.removeprefix("+86"), "dialed": X if proxy else B},
+        extra=(
+            "-r", str(rate), "-m", str(calls), "-d", str(talk_ms), "-l", str(rate * 4),
+            "-trace_rtt", "-rtt_freq", "1", "-timeout", str(int(seconds * 3 + 30)),
+            "-timeout_error",
+        ),
+    )  # fmt: skip
+    uac.wait(seconds * 3 + 40)
+    cpu = cpu_seconds(proxy.process.pid) - cpu_before if proxy and cpu_before is not None else None
+    uas.wait(10)
+    if proxy:
+        proxy.stop()
+    return Step(rate, calls, uac.stats(), uas.stats(), cpu)
+
+
+def ramp(
+    workdir: Path, proxied: bool, rates: list[int], seconds: float, talk_ms: int
+) -> list[Step]:
+    steps = []
+    for rate in rates:
+        step = run_step(
+            workdir / f"{'proxy' if proxied else 'direct'}-{rate}",
+            0 if proxied else None,
+            rate,
+            seconds,
+            talk_ms,
+        )
+        steps.append(step)
+        print(
+            f"  {'privproxy' if proxied else 'direct   '} {rate:5d} calls/s: ok={step.uac.successful} "
+            f"failed={step.uac.failed}/{step.uas.failed} retrans={step.uac.retransmissions}/"
+            f"{step.uas.retransmissions} {'held' if step.held else 'NOT held'}",
+            flush=True,
+        )
+        if not step.held:
+            break
+    return steps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rates", default="100,200,300,400,500,600,800,1000")
+    parser.add_argument("--step-seconds", type=float, default=5.0)
+    parser.add_argument(
+        "--cpu-calls", type=int, default=1000, help="calls at 100/s for CPU per call"
+    )
+    parser.add_argument("--talk-ms", type=int, default=1000)
+    args = parser.parse_args()
+    rates = [int(r) for r in args.rates.split(",")]
+    with tempfile.TemporaryDirectory(prefix="privproxy-cps-") as tmp:
+        workdir = Path(tmp)
+        print(
+            f"CPU per call at 100 calls/s ({args.cpu_calls} calls, {args.talk_ms} ms talk):",
+            flush=True,
+        )
+        for attempt in range(3):
+            step = run_step(workdir / f"cpu-{attempt}", 0, 100, args.cpu_calls / 100, args.talk_ms)
+            per_call = (step.cpu_s or 0) / max(1, step.uac.successful) * 1000
+            median = step.uac.median_rtt_ms
+            print(
+                f"  run {attempt + 1}: {per_call:.3f} ms CPU/call, {step.uac.successful} ok, "
+                f"{step.uac.failed} failed, retrans {step.uac.retransmissions}/{step.uas.retransmissions}, "
+                f"median INVITE->200 {median if median is not None else '-'} ms",
+                flush=True,
+            )
+        direct = run_step(workdir / "direct-cpu", None, 100, args.cpu_calls / 100, args.talk_ms)
+        print(f"  direct SIPp pair: median INVITE->200 {direct.uac.median_rtt_ms} ms", flush=True)
+        print("Highest rate with zero failures and zero retransmissions:", flush=True)
+        proxied = ramp(workdir, True, rates, args.step_seconds, args.talk_ms)
+        plain = ramp(workdir, False, rates, args.step_seconds, args.talk_ms)
+        best_proxy = max((s.rate for s in proxied if s.held), default=0)
+        best_direct = max((s.rate for s in plain if s.held), default=0)
+        print(
+            f"privproxy held {best_proxy} calls/s; SIPp direct (ceiling) held {best_direct} calls/s"
+        )
+
+
+if __name__ == "__main__":
+    main()
