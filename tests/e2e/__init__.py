@@ -1,0 +1,1 @@
+"""End-to-end tests: the proxy started as `privproxy serve`, driven by SIPp."""
