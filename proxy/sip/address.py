@@ -6,6 +6,7 @@ Each is a frozen dataclass with a ``parse`` that raises ``BadRequest`` naming th
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
 from typing import Final
 
@@ -38,11 +39,26 @@ def _end_of_quoted(text: str, start: int) -> int:
     raise BadRequest("unterminated quoted string")
 
 
+#: The common case of ``*( SEMI generic-param )``: token names, values without LWS or
+#: quotes. Text that matches parses the same on the fast path as on the general one.
+_SIMPLE_PARAMS: Final = re.compile(r"(?:;[A-Za-z0-9\-.!%*_+`'~]+(?:=[^;\s\"]+)?)+")
+_IPV4: Final = re.compile(
+    r"(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}"
+    r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+)
+
+
 def parse_header_params(text: str, what: str) -> Params:
     """Parse ``*( SEMI generic-param )`` with LWS and quoted values (RFC 3261 §25.1)."""
     text = text.strip()
     if not text:
         return ()
+    if _SIMPLE_PARAMS.fullmatch(text) is not None:
+        simple: list[tuple[str, str | None]] = []
+        for item in text[1:].split(";"):
+            simple_name, eq, simple_value = item.partition("=")
+            simple.append((simple_name.lower(), simple_value if eq else None))
+        return tuple(simple)
     if text[0] != ";":
         raise BadRequest(f"junk before parameters in {what}")
     params: list[tuple[str, str | None]] = []
@@ -210,6 +226,8 @@ class Via:
 
 def _validate_received(value: str) -> None:
     """``received`` holds an IPv4 or IPv6 address, bracketed or not (RFC 5118 §4.5)."""
+    if _IPV4.fullmatch(value) is not None:
+        return
     bare = value[1:-1] if value.startswith("[") and value.endswith("]") else value
     try:
         ipaddress.ip_address(bare)

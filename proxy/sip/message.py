@@ -50,7 +50,13 @@ REASON_PHRASES: Final[dict[int, str]] = {
 
 _MANDATORY: Final = ("via", "from", "to", "call-id", "cseq")
 _SINGLE: Final = ("from", "to", "call-id", "cseq", "max-forwards", "content-type")
-_FOLD_START: Final = (" ", "\t")
+_FOLD_CHARS: Final = (" ", "\t")
+#: Header names as written → (canonical key, name without trailing LWS); bounded so that
+#: a peer sending random names cannot grow it without limit.
+_NAME_KEYS: dict[str, tuple[str, str]] = {}
+_NAME_CACHE_LIMIT: Final = 1024
+#: Builds a Header without the Python-level NamedTuple constructor (a hot path).
+_new_header = tuple.__new__
 
 
 class Header(NamedTuple):
@@ -359,31 +365,33 @@ def parse(
     headers: list[Header] = []
     content_length: str | None = None
     append = headers.append
+    names = _NAME_KEYS
+    folded = b"\r\n " in head or b"\r\n\t" in head
     for line in lines[1:]:
-        if line.startswith(_FOLD_START):
+        if folded and line[:1] in _FOLD_CHARS:
             if not headers:
                 raise BadRequest("continuation line before any header")
             prev = headers[-1]
-            folded = line.strip()
-            value = f"{prev.value} {folded}" if prev.value else folded
-            headers[-1] = Header(prev.key, prev.name, value, f"{prev.raw}\r\n{line}")
+            more = line.strip()
+            value = f"{prev.value} {more}" if prev.value else more
+            headers[-1] = _new_header(Header, (prev.key, prev.name, value, f"{prev.raw}\r\n{line}"))
             if prev.key == "content-length":
                 content_length = value
             continue
         colon = line.find(":")
         if colon <= 0:
             raise BadRequest("header line without a name and colon")
-        name = line[:colon].rstrip()
-        key = name.lower()
-        key = COMPACT_FORMS.get(key, key)
-        if not is_token(name):
-            raise BadRequest(f"invalid header name {name[:40]!r}")
+        raw_name = line[:colon]
+        known = names.get(raw_name)
+        if known is None:
+            known = _header_key(raw_name)
+        key, name = known
         value = line[colon + 1 :].strip()
         if key == "content-length":
             if content_length is not None:
                 raise BadRequest("more than one Content-Length header")
             content_length = value
-        append(Header(key, name, value, line))
+        append(_new_header(Header, (key, name, value, line)))
     body_start = end + 4
     if content_length is not None:
         if not is_digits(content_length):
@@ -395,6 +403,19 @@ def parse(
     else:
         body = b"" if stream else data[body_start:]
     return _start_line(lines[0], headers, body)
+
+
+def _header_key(raw_name: str) -> tuple[str, str]:
+    """(canonical key, name as written) of a header name, checked to be a token
+    (RFC 3261 §7.3.1, §25.1) and remembered: a peer sends the same few dozen names."""
+    name = raw_name.rstrip(" \t")
+    if not is_token(name):
+        raise BadRequest(f"invalid header name {name[:40]!r}")
+    key = name.lower()
+    known = (COMPACT_FORMS.get(key, key), name)
+    if len(_NAME_KEYS) < _NAME_CACHE_LIMIT:
+        _NAME_KEYS[raw_name] = known
+    return known
 
 
 def _start_line(line: str, headers: list[Header], body: bytes) -> Request | Response:

@@ -7,6 +7,7 @@ comparison (RFC 3261 §19.1.4, RFC 3966 §4) works on the unescaped values.
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
 from typing import Final
 from urllib.parse import unquote
@@ -19,7 +20,9 @@ _SCHEME_CHARS: Final = frozenset(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-."
 )
 _HOST_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._")
-_FORBIDDEN_IN_URI: Final = frozenset(' \t\r\n<>"')
+#: Characters a URI never holds unescaped; a regex search is far faster than a set
+#: test over every character (parse hot path).
+_FORBIDDEN_IN_URI: Final = re.compile(r'[ \t\r\n<>"]')
 #: uri-parameters that must match when either URI has them (RFC 3261 §19.1.4).
 _STRICT_PARAMS: Final = ("user", "ttl", "method", "maddr", "transport")
 
@@ -269,7 +272,7 @@ def parse_uri(text: str, *, what: str = "URI", allow_headers: bool = True) -> Ur
     scheme = text[:colon]
     if not _SCHEME_CHARS.issuperset(scheme) or not scheme[0].isalpha():
         raise BadRequest(f"invalid scheme in {what}")
-    if not _FORBIDDEN_IN_URI.isdisjoint(text):
+    if _FORBIDDEN_IN_URI.search(text) is not None:
         raise BadRequest(f"whitespace or delimiter inside {what}")
     scheme = scheme.lower()
     rest = text[colon + 1 :]
