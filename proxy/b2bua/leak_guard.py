@@ -36,8 +36,9 @@ import phonenumbers
 
 from proxy.numbers import mask
 
-#: Visual separators between any two digits: " - . ( )" raw or %-escaped.
+#: Visual separators (RFC 3966 §5.1.1 plus space) as the prefilter deletes them.
 _RAW_SEPARATORS: Final = b" -.()"
+#: Visual separators between any two digits: " - . ( )" raw or %-escaped.
 _SEPARATORS: Final = rb"(?:[ \-.()]|%2[0dDeE89])*"
 #: The end of a number: no digit, raw or escaped, follows.
 _END: Final = rb"(?![0-9]|%3[0-9])"
