@@ -103,7 +103,9 @@ class B2BUA:
         return self._dispatch(out, now)
 
     def shutdown(self, now: float) -> Outputs:
-        """End every call in progress (BYE answered ones, fail the others)."""
+        """Stop taking calls and end every call in progress (BYE answered ones, fail the
+        others)."""
+        self.accepting = False
         out: Outputs = []
         for call in list(self.calls.values()):
             call.fire("abort", "shutdown", now, out)

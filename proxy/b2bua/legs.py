@@ -58,6 +58,11 @@ class Leg:
     def transport(self) -> str:
         return self.dialog.fallback.transport if self.dialog else "udp"
 
+    @property
+    def response_tag(self) -> str | None:
+        """Our To tag in responses on this leg (RFC 3261 §8.2.6.2)."""
+        return self.dialog.local_tag if self.dialog else None
+
     # -- sending -----------------------------------------------------------------------
 
     def _send_request(self, request: Request, kind: object, now: float, out: Outputs) -> None:
@@ -124,12 +129,11 @@ class Leg:
         headers: tuple[tuple[str, str], ...] = ()
         if 100 < status < 300 and request.method in ("INVITE", "UPDATE"):
             headers = (("Contact", self.ctx.contact(self.call.x or "privproxy", self.transport)),)
-        tag = self.dialog.local_tag if self.dialog else None
         return make_response(
             request,
             status,
             reason or reason_phrase(status),
-            to_tag=tag,
+            to_tag=self.response_tag,
             headers=headers + payload.headers,
             body=payload.body,
             content_type=payload.content_type,
@@ -203,6 +207,12 @@ class ALeg(Leg):
         self.local_tag = local_tag
         self.answered = False
         self.final_sent = False
+
+    @property
+    def response_tag(self) -> str:
+        """Every response above 100 carries our tag, a dialog or not (RFC 3261 §8.2.6.2):
+        a final error without one leaves the caller's ACK and CANCEL matching nothing."""
+        return self.local_tag
 
     def start(self, now: float, out: Outputs) -> None:
         """100 Trying at once (RFC 3261 §8.2.6.1) so the softswitch stops retransmitting."""
