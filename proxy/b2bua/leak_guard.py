@@ -189,6 +189,9 @@ class LeakGuard:
 
 
 @functools.lru_cache(maxsize=_GUARD_CACHE_SIZE)
-def guard_for(numbers: frozenset[str]) -> LeakGuard:
-    """The guard for one call's numbers, compiled once and reused for every message."""
-    return LeakGuard(numbers)
+def guard_for(numbers: frozenset[str], region: str = "CN") -> LeakGuard:
+    """The guard for one call's numbers, compiled once and reused for every message.
+
+    ``region`` is the plan's: it decides the international prefixes (``00``; ``011`` in NANP).
+    """
+    return LeakGuard(numbers, region)

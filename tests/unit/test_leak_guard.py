@@ -154,6 +154,10 @@ def test_guard_for_compiles_once_per_set() -> None:
     assert guard_for(frozenset({B, A})) is guard
     assert guard_for(frozenset({A})) is not guard
     assert guard.find(b"sip:13800138000@h") == A_MASKED
+    from_nanp = guard_for(numbers, "US")
+    assert from_nanp is not guard
+    assert from_nanp.find(b"sip:0118613800138000@h") == A_MASKED
+    assert guard.find(b"sip:0118613800138000@h") is None
 
 
 def test_leak_in_a_whole_message() -> None:
