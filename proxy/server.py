@@ -173,7 +173,7 @@ class Server:
     def send(self, item: Send) -> None:
         """Write one message, after the leak guard (design.md §4) has passed it."""
         if item.guard:
-            leaked = guard_for(item.guard).find(item.data)
+            leaked = guard_for(item.guard, self.config.region).find(item.data)
             if leaked is not None:
                 self.counters["leak_blocked"] += 1
                 log.error(

@@ -115,7 +115,8 @@ def _international_prefixes(region: str) -> tuple[str, ...]:
     return tuple(prefixes)
 
 
-def _spellings(number: str, region: str) -> tuple[str, set[str]]:
+@functools.lru_cache(maxsize=_GUARD_CACHE_SIZE)
+def _spellings(number: str, region: str) -> tuple[str, frozenset[str]]:
     """The digits every spelling of ``number`` contains, and every spelling: digit strings
     (with '+' where written) that denote it.
 
@@ -129,7 +130,7 @@ def _spellings(number: str, region: str) -> tuple[str, set[str]]:
     except phonenumbers.NumberParseException:
         parsed = None
     if parsed is None or not parsed.national_number:
-        return digits, {digits, "+" + digits} if digits else set()
+        return digits, frozenset({digits, "+" + digits}) if digits else frozenset()
     country = str(parsed.country_code)
     national = phonenumbers.national_significant_number(parsed)
     metadata = phonenumbers.PhoneMetadata.metadata_for_region(
@@ -138,7 +139,7 @@ def _spellings(number: str, region: str) -> tuple[str, set[str]]:
     trunk = metadata.national_prefix if metadata is not None and metadata.national_prefix else ""
     nationals = {national, trunk + national}
     heads = {"", "+" + country, country} | {p + country for p in _international_prefixes(region)}
-    return national, {head + nat for head in heads for nat in nationals}
+    return national, frozenset(head + nat for head in heads for nat in nationals)
 
 
 def _canonical(match: bytes) -> str:
@@ -152,23 +153,31 @@ class LeakGuard:
     __slots__ = ("_escaped_needles", "_needles", "_owner", "_regex")
 
     def __init__(self, numbers: Iterable[str], region: str = "CN") -> None:
-        trie = _TrieNode()
         self._owner: dict[str, str] = {}
         needles: set[bytes] = set()
         for number in numbers:
             common, spellings = _spellings(number, region)
             for spelling in spellings:
-                trie.add(spelling)
                 self._owner.setdefault(spelling, number)
             if spellings:
                 needles.add(common.encode())
         self._needles = tuple(needles)
         self._escaped_needles = tuple({needle[2:] for needle in needles})
-        self._regex = re.compile(trie.pattern(), re.DOTALL) if self._owner else None
+        self._regex: re.Pattern[bytes] | None = None
+
+    def _compiled(self) -> re.Pattern[bytes]:
+        """The regex, built on first need: building and compiling it costs ~15 ms, and every
+        call has its own numbers, while clean traffic almost never gets past the prefilter."""
+        if self._regex is None:
+            trie = _TrieNode()
+            for spelling in self._owner:
+                trie.add(spelling)
+            self._regex = re.compile(trie.pattern(), re.DOTALL)
+        return self._regex
 
     def find(self, data: bytes) -> str | None:
         """The masked number found in ``data`` (for the log line), or None when clean."""
-        if self._regex is None:
+        if not self._owner:
             return None
         if b"%" in data:
             digits_together = unquote_to_bytes(data).translate(None, _RAW_SEPARATORS)
@@ -178,14 +187,14 @@ class LeakGuard:
             needles = self._needles
         if not any(needle in digits_together for needle in needles):
             return None
-        match = self._regex.search(data)
+        match = self._compiled().search(data)
         if match is None:
             return None
         spelling = _canonical(match.group())
         return mask(self._owner.get(spelling, spelling))
 
     def __bool__(self) -> bool:
-        return self._regex is not None
+        return bool(self._owner)
 
 
 @functools.lru_cache(maxsize=_GUARD_CACHE_SIZE)
