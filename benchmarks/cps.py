@@ -21,8 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.sipp_run import Sipp, SippStats, free_port  # noqa: E402
-from bindings.sqlite_store import SqliteBindingStore  # noqa: E402
+from benchmarks.sipp_run import Sipp, SippStats, free_port
+from bindings.sqlite_store import SqliteBindingStore
 
 A, B, X = "+8613800138000", "+8613900139000", "700123456789012"
 PRIVPROXY = str(Path(sys.executable).with_name("privproxy"))
@@ -126,8 +126,9 @@ def ramp(
             talk_ms,
         )
         steps.append(step)
+        label = "privproxy" if proxied else "direct   "
         print(
-            f"  {'privproxy' if proxied else 'direct   '} {rate:5d} calls/s: ok={step.uac.successful} "
+            f"  {label} {rate:5d} calls/s: ok={step.uac.successful} "
             f"failed={step.uac.failed}/{step.uas.failed} retrans={step.uac.retransmissions}/"
             f"{step.uas.retransmissions} {'held' if step.held else 'NOT held'}",
             flush=True,
@@ -161,7 +162,8 @@ def main() -> None:
             median = step.uac.median_rtt_ms
             print(
                 f"  run {attempt + 1}: {per_call:.3f} ms CPU/call, {step.uac.successful} ok, "
-                f"{step.uac.failed} failed, retrans {step.uac.retransmissions}/{step.uas.retransmissions}, "
+                f"{step.uac.failed} failed, "
+                f"retrans {step.uac.retransmissions}/{step.uas.retransmissions}, "
                 f"median INVITE->200 {median if median is not None else '-'} ms",
                 flush=True,
             )
