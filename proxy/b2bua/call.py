@@ -186,7 +186,7 @@ class Call:
         """The proxy ends an answered call: max duration, ACK timeout, leak, shutdown."""
         assert self.b is not None
         self.a.stop_ack_wait()
-        if self.state == "answered" and self.b.ack_send is None:
+        if self.state == "answered" and not self.b.acked:
             self.b.confirm(EMPTY, now, out)
         self.a.hang_up(now, out)
         self.b.hang_up(now, out)
@@ -211,11 +211,15 @@ class Call:
     def relay_answered(
         self, leg: Leg, token: int, status: int, payload: Payload, now: float, out: Outputs
     ) -> None:
-        origin = self.relay_origin.pop(token, None)
-        if origin is None:
-            return
+        """The far side answered a relayed request: answer the side it came from."""
+        origin = self.relay_origin.get(token)
+        if origin is None or origin is leg:
+            return  # a retransmitted 2xx: the origin has its answer, the ACK is pending
+        del self.relay_origin[token]
         if 200 <= status < 300 and token in self.relay_invites:
             self.relay_origin[token] = leg  # the leg that must ACK once the origin ACKs
+        else:
+            self.relay_invites.pop(token, None)
         origin.answer_relay(token, status, payload, now, out)
 
     def relay_acked(self, leg: Leg, token: int, payload: Payload, now: float, out: Outputs) -> None:
@@ -247,6 +251,9 @@ class Call:
         self.state = "ended"
         for name in list(self.timers):
             self._stop_timer(name)
+        for leg in (self.a, self.b):
+            if leg is not None:
+                leg.close(now, out)
         route = self.route_
         summary = CallSummary(
             call_ref=self.ref,

@@ -52,7 +52,9 @@ class Leg:
         self.relays_in: dict[int, ServerTransaction] = {}
         #: 2xx to a relayed re-INVITE waiting for this side's ACK: the relay token
         self.awaiting_ack: int | None = None
-        self.ack_send: Send | None = None
+        #: ACKs we sent for 2xx responses, by CSeq number: a retransmitted 2xx gets its
+        #: own ACK again (RFC 3261 §13.2.2.4), not that of a later re-INVITE.
+        self.acks: dict[int, Send] = {}
 
     @property
     def transport(self) -> str:
@@ -90,6 +92,19 @@ class Leg:
             body=payload.body,
             content_type=payload.content_type,
         )
+
+    def stop_ack_wait(self) -> None:
+        """Stop retransmitting a 2xx that is still waiting for its ACK."""
+        if self.awaiting_ack is not None:
+            self.ctx.layer.stop_2xx_retransmit(self._ack_key(self.awaiting_ack))
+            self.awaiting_ack = None
+
+    def close(self, now: float, out: Outputs) -> None:
+        """The call ended: answer what is pending here with 487 (RFC 3261 §15.1.2) and stop
+        retransmitting 2xx responses, so that no server transaction or timer outlives it."""
+        self.stop_ack_wait()
+        for token in list(self.relays_in):
+            self.answer_relay(token, 487, EMPTY, now, out)
 
     def hang_up(self, now: float, out: Outputs) -> None:
         """Send BYE on a confirmed dialog (RFC 3261 §15.1.1)."""
@@ -171,8 +186,9 @@ class Leg:
             return
         token = kind[1]
         if token not in self.call.relay_origin and 200 <= response.status < 300:
-            if self.ack_send is not None:  # a retransmitted 2xx to a relayed re-INVITE
-                out.append(self.ack_send)
+            ack = self.acks.get(response.cseq.number)
+            if ack is not None:  # a retransmitted 2xx to a relayed re-INVITE
+                out.append(ack)
             return
         self.call.relay_answered(self, token, response.status, extract(response), now, out)
 
@@ -189,10 +205,9 @@ class Leg:
         """ACK a 2xx we received (RFC 3261 §13.2.2.4): built from the dialog, same CSeq."""
         assert self.dialog is not None
         ack = self._in_dialog("ACK", payload, cseq=invite.cseq.number)
-        self.ack_send = self.ctx.layer.send_stateless(
-            ack, self.dialog.destination(), guard=self.guard
-        )
-        out.append(self.ack_send)
+        send = self.ctx.layer.send_stateless(ack, self.dialog.destination(), guard=self.guard)
+        self.acks[invite.cseq.number] = send
+        out.append(send)
 
 
 class ALeg(Leg):
@@ -207,6 +222,16 @@ class ALeg(Leg):
         self.local_tag = local_tag
         self.answered = False
         self.final_sent = False
+
+    def _response(
+        self, request: Request, status: int, payload: Payload = EMPTY, reason: str | None = None
+    ) -> Response:
+        """RFC 3261 §12.1.1: a response that creates the dialog copies the Record-Route of
+        the INVITE, so that A's route set keeps the proxies of its own side."""
+        if request is self.invite and 100 < status < 300 and request.has("record-route"):
+            routes = tuple(("Record-Route", rr) for rr in request.get_all("record-route"))
+            payload = Payload(routes + payload.headers, payload.body, payload.content_type)
+        return super()._response(request, status, payload, reason)
 
     @property
     def response_tag(self) -> str:
@@ -270,11 +295,6 @@ class ALeg(Leg):
             return
         super().on_ack(request, now, out)
 
-    def stop_ack_wait(self) -> None:
-        if self.awaiting_ack is not None:
-            self.ctx.layer.stop_2xx_retransmit(self._ack_key(self.awaiting_ack))
-            self.awaiting_ack = None
-
 
 class BLeg(Leg):
     """The callee's side: we are the UAC of a new INVITE, built from scratch."""
@@ -334,6 +354,11 @@ class BLeg(Leg):
     def call_id(self) -> str | None:
         return self.dialog.call_id if self.dialog else None
 
+    @property
+    def acked(self) -> bool:
+        """Whether B's 2xx to our INVITE has had its ACK."""
+        return self.invite is not None and self.invite.cseq.number in self.acks
+
     def on_response(self, kind: object, response: Response, now: float, out: Outputs) -> None:
         """A response from B to one of our requests (RFC 3261 §13.2.2, §12.1.2)."""
         if kind == "invite":
@@ -357,8 +382,9 @@ class BLeg(Leg):
             return
         if status < 300:
             if self.answered:
-                if self.ack_send is not None:
-                    out.append(self.ack_send)
+                ack = self.acks.get(self.invite.cseq.number)
+                if ack is not None:
+                    out.append(ack)
                 return
             self.answered = True
             self.dialog.update_from_uas_response(response)
@@ -383,7 +409,7 @@ class BLeg(Leg):
         if self.answered or self.cancelled or self.finished:
             if self.answered and not self.finished:
                 assert self.invite is not None
-                if self.ack_send is None:
+                if not self.acked:
                     self.send_ack(self.invite, EMPTY, now, out)
                 self.hang_up(now, out)
                 self.finished = True

@@ -21,46 +21,108 @@ from proxy.sip.uri import SipUri, TelUri, Uri
 #: Option tags we relay (RFC 4028 session timers); 100rel and histinfo are not relayed
 #: until reliable provisionals and History-Info are supported end to end.
 RELAYED_OPTION_TAGS: Final = frozenset({"timer"})
+#: Methods the far leg may be told we take (RFC 3261 §20.5): what the B2BUA relays or
+#: answers in a dialog. Advertising REFER or PRACK would invite requests we refuse.
+RELAYED_METHODS: Final = ("INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "UPDATE", "INFO")
+#: A delta-seconds value that crosses has at most this many digits: no telephone number
+#: is that short, and no session timer that long (RFC 4028 §4 recommends 1800 s).
+_MAX_DELTA_DIGITS: Final = 6
+_REFRESHERS: Final = frozenset({"uac", "uas"})
+
+
+def _tokens(value: str) -> list[str]:
+    return [token.strip() for token in value.split(",") if token.strip()]
 
 
 def _option_tags(value: str) -> str | None:
-    tags = [tag.strip() for tag in value.split(",")]
-    kept = [tag for tag in tags if tag.lower() in RELAYED_OPTION_TAGS]
+    """Supported (RFC 3261 §20.37): only the option tags we relay."""
+    kept = [tag.lower() for tag in _tokens(value) if tag.lower() in RELAYED_OPTION_TAGS]
     return ", ".join(kept) if kept else None
 
 
-def _same(value: str) -> str | None:
-    return value
+def _methods(value: str) -> str | None:
+    """Allow (RFC 3261 §20.5): only methods the B2BUA handles, written as we write them."""
+    offered = {token.upper() for token in _tokens(value)}
+    kept = [method for method in RELAYED_METHODS if method in offered]
+    return ", ".join(kept) if kept else None
+
+
+def _media_types(value: str) -> str | None:
+    """Accept (RFC 3261 §20.1): only body types that can cross, parameters dropped."""
+    offered = {token.partition(";")[0].strip().lower() for token in _tokens(value)}
+    kept = [media for media in ALLOWED_BODIES if media in offered]
+    return ", ".join(kept) if kept else None
+
+
+def _delta_seconds(text: str) -> str | None:
+    text = text.strip()
+    if not (text.isascii() and text.isdigit() and len(text) <= _MAX_DELTA_DIGITS):
+        return None
+    return str(int(text))
 
 
 def _session_expires(value: str) -> str | None:
-    """RFC 4028 §4: delta-seconds plus refresher; nothing else passes."""
-    delta, _, params = value.partition(";")
-    if not delta.strip().isdigit():
+    """Session-Expires (RFC 4028 §4): delta-seconds and a ``refresher`` of uac or uas."""
+    delta_text, _, params = value.partition(";")
+    delta = _delta_seconds(delta_text)
+    if delta is None:
         return None
-    refresher = [p.strip() for p in params.split(";") if p.strip().lower().startswith("refresher=")]
-    return ";".join([delta.strip(), *refresher])
+    for param in params.split(";"):
+        name, _, refresher = param.partition("=")
+        if name.strip().lower() == "refresher" and refresher.strip().lower() in _REFRESHERS:
+            return f"{delta};refresher={refresher.strip().lower()}"
+    return delta
 
 
-def _digits_only(value: str) -> str | None:
-    return value.strip() if value.strip().isdigit() else None
+def _min_se(value: str) -> str | None:
+    """Min-SE (RFC 4028 §5): delta-seconds only, its generic parameters dropped."""
+    return _delta_seconds(value.partition(";")[0])
 
 
 #: header key → filter; a filter returning None drops the header (deny by default).
+#: Each filter rebuilds the value from what it recognised, so that free text never
+#: crosses (design.md §4: Allow, Supported, Accept, Session-Expires, Min-SE; the body and
+#: its Content-Type go through ``relayed_body``).
 ALLOWED_HEADERS: Final[dict[str, Callable[[str], str | None]]] = {
-    "allow": _same,
-    "accept": _same,
+    "allow": _methods,
+    "accept": _media_types,
     "supported": _option_tags,
-    "require": _option_tags,
     "session-expires": _session_expires,
-    "min-se": _digits_only,
+    "min-se": _min_se,
 }
 
-#: Body types that may cross, each with its rewrite (RFC 3261 §20.15).
+_DTMF_EVENTS: Final = frozenset(b"0123456789*#ABCDabcd")
+
+
+def _dtmf_relay(body: bytes) -> bytes:
+    """application/dtmf-relay (the de-facto INFO format): ``Signal`` and ``Duration``
+    rebuilt from what they hold; anything else in the body stays behind."""
+    fields: dict[bytes, bytes] = {}
+    for line in body.splitlines():
+        name, _, value = line.partition(b"=")
+        fields[name.strip().lower()] = value.strip()
+    signal = fields.get(b"signal", b"")
+    duration = fields.get(b"duration", b"")
+    if len(signal) != 1 or signal[0] not in _DTMF_EVENTS:
+        return b""
+    out = b"Signal=" + signal + b"\r\n"
+    if duration.isdigit() and len(duration) <= _MAX_DELTA_DIGITS:
+        out += b"Duration=" + duration + b"\r\n"
+    return out
+
+
+def _dtmf(body: bytes) -> bytes:
+    """application/dtmf: one event (RFC 2976 usage); anything longer stays behind."""
+    event = body.strip()
+    return event if len(event) == 1 and event[0] in _DTMF_EVENTS else b""
+
+
+#: Body types that may cross, each with its rewrite (RFC 3261 §20.15); a rewrite that
+#: returns nothing drops the body.
 ALLOWED_BODIES: Final[dict[str, Callable[[bytes], bytes]]] = {
     "application/sdp": rewrite_sdp,
-    "application/dtmf-relay": lambda body: body,
-    "application/dtmf": lambda body: body,
+    "application/dtmf-relay": _dtmf_relay,
+    "application/dtmf": _dtmf,
 }
 
 
@@ -78,14 +140,42 @@ def allowed_headers(source: Message) -> tuple[tuple[str, str], ...]:
 
 
 def relayed_body(source: Message) -> tuple[bytes, str | None]:
-    """The body to put on the far leg and its Content-Type, or ``(b"", None)``."""
-    if not source.body:
+    """The body to put on the far leg and its Content-Type, or ``(b"", None)``.
+
+    A multipart/mixed body (SIP-I: SDP beside an ISUP IAM that carries both numbers)
+    crosses as its SDP part alone (RFC 5621 §3); every other part stays behind.
+    """
+    body, content_type = source.body, source.content_type
+    if not body or content_type is None:
         return b"", None
-    content_type = source.content_type
-    rewrite = ALLOWED_BODIES.get(content_type or "")
-    if rewrite is None or content_type is None:
-        return b"", None
-    return rewrite(source.body), content_type
+    if content_type == "multipart/mixed":
+        body = _sdp_part(body, source.get("content-type") or "")
+        content_type = "application/sdp"
+    rewrite = ALLOWED_BODIES.get(content_type)
+    relayed = rewrite(body) if rewrite is not None and body else b""
+    return (relayed, content_type) if relayed else (b"", None)
+
+
+def _sdp_part(body: bytes, content_type: str) -> bytes:
+    """The first application/sdp part of a multipart body (RFC 2046 §5.1.1), or b""."""
+    boundary = ""
+    for param in content_type.split(";")[1:]:
+        key, _, text = param.partition("=")
+        if key.strip().lower() == "boundary":
+            boundary = text.strip().strip('"')
+    if not boundary:
+        return b""
+    for part in body.split(b"--" + boundary.encode())[1:]:
+        head, separator, content = part.lstrip(b"\r\n").partition(b"\r\n\r\n")
+        if not separator:
+            continue
+        for line in head.split(b"\r\n"):
+            name, _, value = line.partition(b":")
+            if name.strip().lower() in (b"content-type", b"c"):
+                media = value.partition(b";")[0].strip().lower()
+                if media == b"application/sdp":
+                    return content.removesuffix(b"\r\n")
+    return b""
 
 
 def uri_user(uri: Uri) -> str | None:

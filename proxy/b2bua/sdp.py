@@ -2,14 +2,18 @@
 
 The ``o=`` username and the ``s=`` session name are replaced; ``i=``, ``u=``, ``e=`` and
 ``p=`` lines (information, URI, e-mail, phone: RFC 8866 §5.4–5.6) are dropped wherever they
-stand, since any of them can carry a real number. Media and connection lines stay.
+stand, since any of them can carry a real number, and so are the free-text attributes
+(``a=tool``, ``a=cat``, ``a=keywds``: RFC 8866 §6.3–6.5) and any line that is not SDP.
+Media, connection, bandwidth, timing and the other attributes stay.
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-_DROPPED_PREFIXES: Final = (b"i=", b"u=", b"e=", b"p=")
+_DROPPED_PREFIXES: Final = (b"i=", b"u=", b"e=", b"p=", b"a=tool:", b"a=cat:", b"a=keywds:")
+#: The line types of RFC 8866 §5 that may stay (after the rewrites below).
+_KEPT_TYPES: Final = frozenset(b"vosctrzbkma")
 
 
 def rewrite_sdp(body: bytes, *, username: bytes = b"-", session_name: bytes = b"-") -> bytes:
@@ -23,7 +27,9 @@ def rewrite_sdp(body: bytes, *, username: bytes = b"-", session_name: bytes = b"
         return body
     out: list[bytes] = []
     for line in body.splitlines():
-        if not line or line.startswith(_DROPPED_PREFIXES):
+        if len(line) < 2 or line[1:2] != b"=" or line[0] not in _KEPT_TYPES:
+            continue
+        if line.startswith(_DROPPED_PREFIXES):
             continue
         if line.startswith(b"o="):
             fields = line[2:].split(b" ")
@@ -32,4 +38,4 @@ def rewrite_sdp(body: bytes, *, username: bytes = b"-", session_name: bytes = b"
         elif line.startswith(b"s="):
             line = b"s=" + session_name
         out.append(line)
-    return b"\r\n".join(out) + b"\r\n"
+    return b"\r\n".join(out) + b"\r\n" if out else b""
