@@ -39,6 +39,8 @@ from proxy.sip.transaction import (
 )
 
 SUPPORTED_SCHEMES: Final = frozenset({"sip", "sips", "tel"})
+#: Initial INVITE bodies we take: SDP, or SIP-I's multipart whose SDP part crosses alone.
+RELAYED_INVITE_BODIES: Final = frozenset({"application/sdp", "multipart/mixed"})
 #: Methods a softswitch may send us outside a dialog that we do not serve (RFC 3261 §8.2.1).
 NOT_ALLOWED: Final = frozenset(KNOWN_METHODS - {"INVITE", "OPTIONS", "ACK", "CANCEL", "BYE"})
 
@@ -209,8 +211,10 @@ class B2BUA:
             return self._reply(txn, 416, now=now)
         if request.max_forwards == 0:
             return self._reply(txn, 483, now=now)
-        if request.body and request.content_type != "application/sdp":
+        if request.body and request.content_type not in RELAYED_INVITE_BODIES:
             return self._reply(txn, 415, headers=(("Accept", "application/sdp"),), now=now)
+        if self._is_merged(request):
+            return self._reply(txn, 482, now=now)
         ref = self.ctx.ids.ref()
         call = Call(self, self.ctx, None, ref, now)
         call.a = ALeg(call, self.ctx, txn, self.ctx.ids.tag())
@@ -228,6 +232,15 @@ class B2BUA:
         call.attempt = attempt
         out.append(LookupBinding(ref, attempt))
         return out
+
+    def _is_merged(self, request: Request) -> bool:
+        """RFC 3261 §8.2.2.2: the same INVITE (Call-ID, From tag, CSeq) arriving again on
+        another branch, forked upstream, must not become a second call."""
+        call = self.by_call_id.get(request.call_id)
+        if call is None or call.a is None:
+            return False
+        first = call.a.invite
+        return first.from_.tag == request.from_.tag and first.cseq == request.cseq
 
     def _options(self, txn: ServerTransaction, request: Request, now: float) -> Outputs:
         """OPTIONS to the proxy itself: the softswitch's keepalive (RFC 3261 §11.2)."""

@@ -7,13 +7,13 @@ been through ``privacy.extract``: only a ``Payload`` crosses between legs.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Hashable
+from typing import TYPE_CHECKING, Final
 
 from proxy.b2bua.context import Context
 from proxy.b2bua.dialog import Dialog, uas_dialog
 from proxy.b2bua.events import EMPTY, Answer, Disconnect, Fail, Payload, Progress, Relay
-from proxy.b2bua.privacy import allowed_headers, relayed_body
+from proxy.b2bua.privacy import RELAYED_OPTION_TAGS, allowed_headers, relayed_body
 from proxy.sip.build import make_cancel, make_request, make_response
 from proxy.sip.message import REASON_PHRASES, Message, Request, Response
 from proxy.sip.transaction import Address, ClientTransaction, Send, ServerTransaction
@@ -160,24 +160,57 @@ class Leg:
         self, txn: ServerTransaction | None, request: Request, now: float, out: Outputs
     ) -> None:
         """An in-dialog request from this leg's party (RFC 3261 §12.2.2)."""
-        method = request.method
-        if method == "ACK":
+        if request.method == "ACK":
             self.on_ack(request, now, out)
             return
         assert txn is not None
-        if method == "BYE":
-            out += self.ctx.layer.send_response(
-                txn, self._response(request, 200), now, guard=self.guard
-            )
-            self.call.handle(self, Disconnect(), now, out)
-            return
-        if method in ("INVITE", "UPDATE", "INFO"):
-            token = self.ctx.ids.ref()
-            self.relays_in[token] = txn
-            self.call.handle(self, Relay(method, extract(request), token), now, out)
-            return
-        out += self.ctx.layer.send_response(
-            txn, self._response(request, 405), now, guard=self.guard
+        handler = _IN_DIALOG.get(request.method, Leg._refuse)
+        handler(self, txn, request, now, out)
+
+    def _answer(
+        self,
+        txn: ServerTransaction,
+        status: int,
+        now: float,
+        out: Outputs,
+        headers: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        response = self._response(txn.request, status, Payload(headers))
+        out += self.ctx.layer.send_response(txn, response, now, guard=self.guard)
+
+    def _on_bye(self, txn: ServerTransaction, request: Request, now: float, out: Outputs) -> None:
+        """RFC 3261 §15.1.2: 200 to the BYE, then the call hangs up the other side."""
+        self._answer(txn, 200, now, out)
+        self.call.handle(self, Disconnect(), now, out)
+
+    def _on_relayed(
+        self, txn: ServerTransaction, request: Request, now: float, out: Outputs
+    ) -> None:
+        """re-INVITE, UPDATE, INFO: answered once the other side has answered. A re-INVITE
+        gets 100 Trying at once so that its sender stops retransmitting (RFC 3261 §8.2.6.1);
+        the far side may take its time over a new offer."""
+        if request.method == "INVITE":
+            out += self.ctx.layer.send_response(txn, make_response(request, 100), now)
+        token = self.ctx.ids.ref()
+        self.relays_in[token] = txn
+        self.call.handle(self, Relay(request.method, extract(request), token), now, out)
+
+    def _on_options(
+        self, txn: ServerTransaction, request: Request, now: float, out: Outputs
+    ) -> None:
+        """In-dialog OPTIONS is a keepalive or session audit: the B2BUA answers it itself
+        (RFC 3261 §11.2); relaying it would tell nothing about this leg."""
+        self._answer(txn, 200, now, out, self._capabilities())
+
+    def _refuse(self, txn: ServerTransaction, request: Request, now: float, out: Outputs) -> None:
+        """RFC 3261 §21.4.6: a 405 lists the methods we do take."""
+        self._answer(txn, 405, now, out, (("Allow", self.ctx.settings.allow),))
+
+    def _capabilities(self) -> tuple[tuple[str, str], ...]:
+        return (
+            ("Allow", self.ctx.settings.allow),
+            ("Accept", "application/sdp"),
+            ("Supported", ", ".join(sorted(RELAYED_OPTION_TAGS))),
         )
 
     def on_response(self, kind: object, response: Response, now: float, out: Outputs) -> None:
@@ -428,6 +461,18 @@ class BLeg(Leg):
             cancel, self.ctx.settings.trunk, now, guard=self.guard, context=(self, "cancel")
         )
         out += outputs
+
+
+InDialogHandler = Callable[[Leg, ServerTransaction, Request, float, Outputs], None]
+
+#: Method of an in-dialog request → how a leg handles it; the rest get 405.
+_IN_DIALOG: Final[dict[str, InDialogHandler]] = {
+    "BYE": Leg._on_bye,
+    "INVITE": Leg._on_relayed,
+    "UPDATE": Leg._on_relayed,
+    "INFO": Leg._on_relayed,
+    "OPTIONS": Leg._on_options,
+}
 
 
 def _params(trunk: Address) -> tuple[tuple[str, str | None], ...]:

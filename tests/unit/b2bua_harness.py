@@ -697,7 +697,11 @@ def default_settings(**overrides: object) -> B2buaSettings:
 
 
 def bound_network(
-    *, direction: str = "both", expires_at: float | None = None, **settings: object
+    *,
+    direction: str = "both",
+    expires_at: float | None = None,
+    max_call_s: int | None = None,
+    **settings: object,
 ) -> tuple[Network, Binding]:
     """A network whose store holds the binding (A, B) on X."""
     store = MemoryBindingStore()
@@ -708,6 +712,7 @@ def bound_network(
         now=START - 100,
         direction=direction,  # type: ignore[arg-type]
         expires_at=expires_at,
+        max_call_s=max_call_s,
     )
     network = Network(settings=default_settings(**settings), store=store)
     return network, binding

@@ -9,14 +9,13 @@ from __future__ import annotations
 import pytest
 
 from proxy.b2bua.events import CallSummary
-from proxy.sip.message import Request, Response, parse
+from proxy.sip.message import Response, parse
 from tests.unit.b2bua_harness import (
     A_NUMBER,
     A_SDP,
     B_NUMBER,
     B_SDP,
     CALLER,
-    PROXY,
     START,
     T1,
     X_NUMBER,
@@ -415,8 +414,8 @@ def test_reinvite_update_info_relayed_both_ways() -> None:
     assert callee.statuses()[-1] == 200
     assert len(caller.received("INVITE")) == 1
     assert len(caller.received("ACK")) == 1
-    assert b"m=audio 49170" not in callee.responses[-1].body or True
-    assert callee.responses[-1].body  # A's answer came back
+    # A answered B's offer: the harness answers a re-INVITE with B_SDP, rewritten on the way.
+    assert callee.responses[-1].body.startswith(b"v=0\r\no=- 1234 1 ")
 
     dtmf = b"Signal=5\r\nDuration=160\r\n"
     network.inject(
@@ -677,10 +676,183 @@ def test_one_lost_message_is_recovered(loss: str) -> None:
     assert summary.answer_at == START + 4 + (T1 if loss == "200 B->proxy" else 0)
 
 
-def test_first_request_is_matched_to_its_invite_for_the_proxy_address() -> None:
-    """Sanity of the harness: the proxy is reachable and answers at its own address."""
+# -- more edges ------------------------------------------------------------------------
+
+
+def test_max_call_duration_ends_the_call() -> None:
+    network, _ = bound_network(max_call_s=30)
+    answered(network)
+    network.advance(29.9)
+    assert network.caller.received("BYE") == []
+    network.advance(0.2)
+    assert len(network.caller.received("BYE")) == 1
+    assert len(network.callee.received("BYE")) == 1
+    summary = settle_and_check(network)
+    check_summary(summary, disposition="answered", status=200, released_by="proxy")
+    assert summary.end_at - summary.answer_at == 30  # type: ignore[operator]
+
+
+def test_record_route_of_a_copied_into_dialog_creating_responses() -> None:
+    """RFC 3261 §12.1.1: A's proxies stay in A's route set; requests to A carry them."""
+    network, _ = bound_network()
+    record_route = "Record-Route: <sip:127.0.0.1:5070;lr>\n"
+    network.call(caller_invite(extra=record_route))
+    network.callee_responds(180)
+    network.callee_responds(200, body=B_SDP)
+    for response in network.caller.responses[1:]:
+        assert response.get_all("record-route") == ["<sip:127.0.0.1:5070;lr>"]
+    assert not any(r.has("record-route") for r in network.callee.requests)
+    network.inject("callee", network.callee.in_dialog("BYE", network.now))
+    bye = network.caller.received("BYE")[0]
+    assert bye.get("route") == "<sip:127.0.0.1:5070;lr>"
+    settle_and_check(network)
+
+
+def test_call_ends_while_a_relay_is_pending_487_to_its_origin() -> None:
+    network, _ = bound_network()
+    answered(network)
+    network.callee.auto_reply["INVITE"] = None
+    network.inject("caller", network.caller.in_dialog("INVITE", network.now, body=A_SDP))
+    assert len(network.callee.received("INVITE")) == 2
+    network.inject("callee", network.callee.in_dialog("BYE", network.now))
+    # RFC 3261 §15.1.2: the pending re-INVITE is answered 487 once the dialog ends.
+    assert network.caller.statuses()[-1] == 487
+    summary = settle_and_check(network, callee_idle=False)
+    check_summary(summary, disposition="answered", status=200, released_by="callee")
+
+
+def test_reinvite_ack_lost_2xx_retransmitted_and_b_acked_once() -> None:
+    network, _ = bound_network()
+    answered(network)
+    network.drop_once(lambda d: d.source == "caller" and d.is_request("ACK"))
+    network.inject("caller", network.caller.in_dialog("INVITE", network.now, body=A_SDP))
+    reinvite_cseq = network.callee.received("INVITE")[1].cseq.number
+    network.advance(10)
+    acks = [d.message for d in network.delivered("proxy", "callee") if d.is_request("ACK")]
+    assert [ack.cseq.number for ack in acks] == [1, reinvite_cseq]
+    # B retransmitted its 2xx while A's ACK was lost; it was neither answered twice...
+    assert network.caller.statuses().count(200) == 3  # initial 200, re-INVITE 200 + retransmit
+    reinvite_oks = [d for d in network.sent("callee", "proxy") if d.is_response(200, "INVITE")]
+    assert len(reinvite_oks) > 2
+    network.inject("caller", network.caller.in_dialog("BYE", network.now))
+    settle_and_check(network)
+
+
+def test_b_hangs_up_before_a_acks() -> None:
+    network, _ = bound_network()
+    network.drop_all(lambda d: d.source == "caller" and d.is_request("ACK"))
+    answered(network)
+    network.inject("callee", network.callee.in_dialog("BYE", network.now))
+    assert network.callee.statuses("BYE") == [200]
+    assert len(network.caller.received("BYE")) == 1
+    # The 2xx to A is no longer retransmitted once the call is over.
+    network.advance(5)
+    oks = [d for d in network.sent("proxy", "caller") if d.is_response(200, "INVITE")]
+    assert len(oks) == 1
+    summary = settle_and_check(network)
+    check_summary(summary, disposition="answered", status=200, released_by="callee")
+
+
+def test_in_dialog_options_answered_by_the_proxy() -> None:
+    network, _ = bound_network()
+    answered(network)
+    network.inject("caller", network.caller.in_dialog("OPTIONS", network.now))
+    assert network.caller.statuses("OPTIONS") == [200]
+    assert "INFO" in (network.caller.responses[-1].get("allow") or "")
+    network.inject("callee", network.callee.in_dialog("MESSAGE", network.now))
+    assert network.callee.statuses("MESSAGE") == [405]
+    assert network.callee.responses[-1].get("allow") == network.core.settings.allow
+    assert network.callee.received("OPTIONS") == []
+    network.inject("caller", network.caller.in_dialog("BYE", network.now))
+    settle_and_check(network)
+
+
+CANCEL_LOSSES = {
+    "CANCEL A->proxy": lambda d: d.source == "caller" and d.is_request("CANCEL"),
+    "200 CANCEL proxy->A": lambda d: d.source == "proxy" and d.is_response(200, "CANCEL"),
+    "487 proxy->A": lambda d: d.source == "proxy" and d.is_response(487),
+    "ACK A->proxy": lambda d: d.source == "caller" and d.is_request("ACK"),
+    "CANCEL proxy->B": lambda d: d.source == "proxy" and d.is_request("CANCEL"),
+    "200 CANCEL B->proxy": lambda d: d.source == "callee" and d.is_response(200, "CANCEL"),
+    "487 B->proxy": lambda d: d.source == "callee" and d.is_response(487),
+    "ACK proxy->B": lambda d: d.source == "proxy" and d.is_request("ACK"),
+}
+
+
+@pytest.mark.parametrize("loss", sorted(CANCEL_LOSSES))
+def test_cancel_flow_survives_one_loss(loss: str) -> None:
+    network, _ = bound_network()
+    network.drop_once(CANCEL_LOSSES[loss])
+    network.call()
+    network.callee_responds(180)
+    network.advance(1)
+    network.inject("caller", network.caller.cancel(network.now))
+    network.advance(10)
+    assert sum(d.dropped for d in network.log) == 1
+    assert network.caller.statuses("CANCEL") == [200]
+    assert network.caller.statuses()[-1] == 487
+    assert len(network.callee.received("CANCEL")) == 1
+    summary = settle_and_check(network)
+    check_summary(summary, disposition="cancelled", status=487, released_by="caller")
+
+
+@pytest.mark.parametrize("lost", ["404 proxy->A", "ACK A->proxy"])
+def test_rejection_survives_one_loss(lost: str) -> None:
     network = Network()
-    request = parse(_request("OPTIONS"))
-    assert isinstance(request, Request)
-    sends = network.proxy.receive(request.to_bytes(), CALLER, network.now)
-    assert sends[0].destination == CALLER and PROXY.port == 5060
+    if lost.startswith("404"):
+        network.drop_once(lambda d: d.is_response(404))
+    else:
+        network.drop_once(lambda d: d.is_request("ACK"))
+    network.call()
+    network.advance(5)
+    assert network.caller.statuses() == [100, 404]
+    summary = settle_and_check(network)
+    assert (summary.disposition, summary.reject_reason) == ("rejected", "no_binding")
+
+
+def test_reinvite_gets_100_trying_at_once() -> None:
+    network, _ = bound_network()
+    answered(network)
+    network.callee.auto_reply["INVITE"] = None
+    network.inject("caller", network.caller.in_dialog("INVITE", network.now, body=A_SDP))
+    assert network.caller.statuses()[-1] == 100
+    network.advance(3)
+    reinvites = [d for d in network.sent("caller", "proxy") if d.is_request("INVITE")]
+    assert len(reinvites) == 2  # the initial INVITE and the re-INVITE, no retransmission
+    pending = network.callee.pending_server["INVITE"]
+    network.inject("callee", network.callee.respond(pending, 200, now=network.now, body=B_SDP))
+    assert network.caller.statuses()[-1] == 200
+    network.inject("caller", network.caller.in_dialog("BYE", network.now))
+    settle_and_check(network)
+
+
+def test_merged_invite_forked_upstream_gets_482() -> None:
+    """RFC 3261 §8.2.2.2: same Call-ID, From tag and CSeq on another branch."""
+    network, _ = bound_network()
+    network.call()
+    network.call(caller_invite(branch="z9hG4bKother"))
+    assert network.caller.statuses()[-1] == 482
+    assert network.core.active_calls == 1
+    assert len(network.callee.received("INVITE")) == 1
+    network.callee_responds(486)
+    settle_and_check(network)
+
+
+def test_sip_i_invite_reaches_b_with_its_sdp_only() -> None:
+    network, _ = bound_network()
+    isup = b"\x01\x00\x49\x00\x00\x03\x02\x00\x07\x04\x10\x00\x83\x10\x83\x08\x00"
+    body = (
+        b"--b1\r\nContent-Type: application/sdp\r\n\r\n"
+        + A_SDP
+        + b"\r\n--b1\r\nContent-Type: application/isup;version=itu-t92+\r\n\r\n"
+        + isup
+        + b"\r\n--b1--\r\n"
+    )
+    request = caller_invite(body=body)
+    request.set("content-type", "multipart/mixed;boundary=b1")
+    network.call(request)
+    invite = network.callee.requests[0]
+    assert invite.get("content-type") == "application/sdp"
+    assert b"m=audio 49170 RTP/AVP 8 101" in invite.body and isup not in invite.body
+    network.callee_responds(486)
+    settle_and_check(network)
