@@ -174,6 +174,11 @@ class Call:
         self._finish("answered", 200, "caller", now, out)
 
     def _on_b_bye(self, _: object, now: float, out: Outputs) -> None:
+        """B hung up; if A had not yet ACKed, B's 2xx still needs its ACK (RFC 3261
+        §13.2.2.4) or B retransmits it for 64*T1."""
+        assert self.b is not None
+        if self.state == "answered" and not self.b.acked:
+            self.b.confirm(EMPTY, now, out)
         self.a.stop_ack_wait()
         self.a.hang_up(now, out)
         self._finish("answered", 200, "callee", now, out)

@@ -745,6 +745,7 @@ def test_b_hangs_up_before_a_acks() -> None:
     network.inject("callee", network.callee.in_dialog("BYE", network.now))
     assert network.callee.statuses("BYE") == [200]
     assert len(network.caller.received("BYE")) == 1
+    assert len(network.callee.received("ACK")) == 1  # B's 2xx is ACKed all the same
     # The 2xx to A is no longer retransmitted once the call is over.
     network.advance(5)
     oks = [d for d in network.sent("proxy", "caller") if d.is_response(200, "INVITE")]
