@@ -128,11 +128,30 @@ def _normalise_real(
     return True, e164
 
 
+def parse_e164(e164: str) -> phonenumbers.PhoneNumber:
+    """A ``PhoneNumber`` from an E.164 string this module produced, without the cost of
+    ``phonenumbers.parse`` (about 60 µs): country codes are prefix-free (E.164 §6.2.1), so
+    the first 1–3 digits that name a country are the code and the rest is the national
+    significant number. Numbers with a leading zero in it (Italy) take the slow path."""
+    digits = e164.removeprefix("+")
+    if _is_ascii_digits(digits):
+        for size in (1, 2, 3):
+            code = int(digits[:size])
+            if code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+                national = digits[size:]
+                if national and national[0] != "0":
+                    return phonenumbers.PhoneNumber(
+                        country_code=code, national_number=int(national)
+                    )
+                break
+    return phonenumbers.parse(e164, None)
+
+
 @functools.lru_cache(maxsize=_REAL_CACHE_SIZE)
 def _national_dial_digits(e164: str, region: str) -> str | None:
     """Digits a subscriber in ``region`` dials for ``e164`` (trunk prefix included), or None
     when the number belongs to another region."""
-    parsed = phonenumbers.parse(e164, None)
+    parsed = parse_e164(e164)
     if phonenumbers.region_code_for_number(parsed) != region:
         return None
     national = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.NATIONAL)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass, field
 
@@ -33,13 +34,17 @@ class B2buaSettings:
 
     def is_trusted(self, host: str) -> bool:
         """Whether a peer's assertions (P-Asserted-Identity) are believed (RFC 3325 §2.3)."""
-        if not self.trusted:
-            return False
-        try:
-            address = ipaddress.ip_address(host.strip("[]"))
-        except ValueError:
-            return False
-        return any(address in network for network in self.trusted)
+        return bool(self.trusted) and _in_networks(host, self.trusted)
+
+
+@functools.lru_cache(maxsize=4096)
+def _in_networks(host: str, networks: tuple[IPNetwork, ...]) -> bool:
+    """Cached: a softswitch sends from a handful of addresses, and parsing one costs µs."""
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return any(address in network for network in networks)
 
 
 class Ids:

@@ -6,6 +6,7 @@ from our side: ``local_*`` is us, ``remote_*`` the party's switch.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass, field
 
@@ -119,6 +120,7 @@ def uas_dialog(request: Request, *, local_tag: str, fallback: Address) -> Dialog
     )
 
 
+@functools.lru_cache(maxsize=1024)
 def _is_ip_literal(host: str) -> bool:
     try:
         ipaddress.ip_address(host.strip("[]"))

@@ -34,7 +34,7 @@ from urllib.parse import unquote_to_bytes
 
 import phonenumbers
 
-from proxy.numbers import mask
+from proxy.numbers import mask, parse_e164
 
 #: Visual separators (RFC 3966 §5.1.1 plus space) as the prefilter deletes them.
 _RAW_SEPARATORS: Final = b" -.()"
@@ -126,7 +126,7 @@ def _spellings(number: str, region: str) -> tuple[str, frozenset[str]]:
     """
     digits = "".join(c for c in number if "0" <= c <= "9")
     try:
-        parsed = phonenumbers.parse(number, region)
+        parsed = parse_e164(number) if number.startswith("+") else phonenumbers.parse(number, region)
     except phonenumbers.NumberParseException:
         parsed = None
     if parsed is None or not parsed.national_number:
