@@ -11,7 +11,18 @@ from dataclasses import dataclass
 from typing import Final
 
 from proxy.sip.errors import BadRequest
-from proxy.sip.uri import Params, Uri, is_digits, param_value, parse_host, parse_uri
+from proxy.sip.uri import (
+    SIP_URI_PATTERN,
+    Params,
+    Uri,
+    is_digits,
+    param_value,
+    parse_host,
+    parse_uri,
+    sip_uri_from_match,
+    slot_setter,
+    split_checked_params,
+)
 
 _TOKEN_CHARS: Final = frozenset(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~"
@@ -48,17 +59,34 @@ _IPV4: Final = re.compile(
 )
 
 
+_TOKEN: Final = r"[A-Za-z0-9\-.!%*_+`'~]+"
+_SIMPLE_PARAMS_TEXT: Final = rf"(?:;{_TOKEN}(?:=[^;\s\"]+)?)*"
+
+#: The common forms of the header values the proxy reads on every message. Each
+#: accepts a subset of what the general parser accepts, and for text that matches both
+#: produce the same value (tests/unit/test_fuzz.py checks this on generated input);
+#: anything else (LWS around separators, escaped quotes, IPv6, upper-case schemes,
+#: addr-spec without <>) takes the general parser.
+#: ``[display] <sip-uri> *(;param)``: display a quoted string without escapes or
+#: tokens separated by single spaces (what " ".join(words) gives back unchanged).
+_NAME_ADDR: Final = re.compile(
+    rf'(?:("[^"\\]*")[ \t]*|({_TOKEN}(?: {_TOKEN})*)[ \t]*)?'
+    rf"<{SIP_URI_PATTERN}>({_SIMPLE_PARAMS_TEXT})"
+)
+#: ``SIP/2.0/transport host[:port] *(;param)`` with a hostname or dotted IPv4 host.
+_VIA: Final = re.compile(
+    rf"SIP/2\.0/({_TOKEN}) ([A-Za-z0-9\-._]+)(?::([0-9]{{1,5}}))?({_SIMPLE_PARAMS_TEXT})"
+)
+_CSEQ: Final = re.compile(rf"([0-9]{{1,10}}) ({_TOKEN})")
+
+
 def parse_header_params(text: str, what: str) -> Params:
     """Parse ``*( SEMI generic-param )`` with LWS and quoted values (RFC 3261 §25.1)."""
     text = text.strip()
     if not text:
         return ()
     if _SIMPLE_PARAMS.fullmatch(text) is not None:
-        simple: list[tuple[str, str | None]] = []
-        for item in text[1:].split(";"):
-            simple_name, eq, simple_value = item.partition("=")
-            simple.append((simple_name.lower(), simple_value if eq else None))
-        return tuple(simple)
+        return split_checked_params(text)
     if text[0] != ";":
         raise BadRequest(f"junk before parameters in {what}")
     params: list[tuple[str, str | None]] = []
@@ -109,6 +137,21 @@ class NameAddress:
 
     @classmethod
     def parse(cls, text: str, what: str = "address") -> NameAddress:
+        match = _NAME_ADDR.fullmatch(text)
+        if match is not None:
+            quoted, tokens, *uri_groups, param_text = match.groups()
+            uri = sip_uri_from_match(*uri_groups)
+            if uri is not None:
+                address: NameAddress = _new_object(NameAddress)
+                _set_address_uri(address, uri)
+                _set_address_display(address, quoted or tokens)
+                _set_address_params(address, split_checked_params(param_text) if param_text else ())
+                return address
+        return cls.parse_general(text, what)
+
+    @classmethod
+    def parse_general(cls, text: str, what: str = "address") -> NameAddress:
+        """``parse`` without the fast path: every form, every check, the fault named."""
         text = text.strip()
         if not text:
             raise BadRequest(f"empty {what}")
@@ -167,6 +210,28 @@ class Via:
 
     @classmethod
     def parse(cls, text: str) -> Via:
+        match = _VIA.fullmatch(text)
+        if match is not None:
+            transport, host, port_text, param_text = match.groups()
+            port: int | None = None
+            if port_text is not None:
+                port = int(port_text)
+            if port is None or port <= 65535:
+                params = split_checked_params(param_text) if param_text else ()
+                received = param_value(params, "received")
+                if received is not None:
+                    _validate_received(received)
+                via: Via = _new_object(Via)
+                _set_via_transport(via, transport.upper())
+                _set_via_host(via, host)
+                _set_via_port(via, port)
+                _set_via_params(via, params)
+                return via
+        return cls.parse_general(text)
+
+    @classmethod
+    def parse_general(cls, text: str) -> Via:
+        """``parse`` without the fast path: every form, every check, the fault named."""
         slash1 = text.find("/")
         slash2 = text.find("/", slash1 + 1) if slash1 >= 0 else -1
         if slash2 < 0:
@@ -244,6 +309,20 @@ class CSeq:
 
     @classmethod
     def parse(cls, text: str) -> CSeq:
+        match = _CSEQ.fullmatch(text)
+        if match is not None:
+            digits, method = match.groups()
+            number = int(digits)
+            if number <= _MAX_CSEQ:
+                cseq: CSeq = _new_object(CSeq)
+                _set_cseq_number(cseq, number)
+                _set_cseq_method(cseq, method)
+                return cseq
+        return cls.parse_general(text)
+
+    @classmethod
+    def parse_general(cls, text: str) -> CSeq:
+        """``parse`` without the fast path: every form, every check, the fault named."""
         parts = text.split()
         if len(parts) != 2:
             raise BadRequest("malformed CSeq")
@@ -256,3 +335,18 @@ class CSeq:
 
     def __str__(self) -> str:
         return f"{self.number} {self.method}"
+
+
+# Building a frozen dataclass through its __init__ costs one object.__setattr__ call
+# per field; the fast paths above set the slots directly instead (same object, same
+# equality and hash).
+_new_object = object.__new__
+_set_address_uri = slot_setter(NameAddress, "uri")
+_set_address_display = slot_setter(NameAddress, "display_name")
+_set_address_params = slot_setter(NameAddress, "params")
+_set_via_transport = slot_setter(Via, "transport")
+_set_via_host = slot_setter(Via, "host")
+_set_via_port = slot_setter(Via, "port")
+_set_via_params = slot_setter(Via, "params")
+_set_cseq_number = slot_setter(CSeq, "number")
+_set_cseq_method = slot_setter(CSeq, "method")

@@ -72,12 +72,15 @@ class Header(NamedTuple):
 class Message:
     """Headers and body shared by requests and responses."""
 
-    __slots__ = ("_cache", "body", "headers")
+    # ``headers`` is edited through set/add/remove, which drop the typed values and the
+    # key index (``_keys``, the keys of ``headers`` in order) derived from it.
+    __slots__ = ("_cache", "_keys", "body", "headers")
 
     def __init__(self, headers: list[Header] | None = None, body: bytes = b"") -> None:
         self.headers: list[Header] = headers if headers is not None else []
         self.body = body
         self._cache: dict[str, object] = {}
+        self._keys: list[str] | None = None
 
     # -- raw header access -------------------------------------------------------------
 
@@ -112,7 +115,7 @@ class Message:
                 break
         else:
             self.headers.append(new)
-        self._cache.clear()
+        self._forget()
 
     def add(self, key: str, value: str, *, first: bool = False) -> None:
         """Add a header line; ``first`` puts it before the others with the same key."""
@@ -126,11 +129,11 @@ class Message:
                 self.headers.append(new)
         else:
             self.headers.append(new)
-        self._cache.clear()
+        self._forget()
 
     def remove(self, key: str) -> None:
         self.headers = [h for h in self.headers if h.key != key]
-        self._cache.clear()
+        self._forget()
 
     def set_body(self, body: bytes, content_type: str | None = None) -> None:
         """Set the body and keep Content-Length (and Content-Type) true to it."""
@@ -141,16 +144,44 @@ class Message:
             self.remove("content-type")
         self.set("content-length", str(len(body)))
 
+    def _forget(self) -> None:
+        """Drop what was derived from the headers after they changed."""
+        self._cache.clear()
+        self._keys = None
+
     # -- typed, cached views -----------------------------------------------------------
 
+    def _key_index(self) -> list[str]:
+        # list.count/list.index over the keys run in C: the typed views find their
+        # header without a Python loop over every header line.
+        keys = self._keys
+        if keys is None:
+            keys = self._keys = [header[0] for header in self.headers]
+        return keys
+
     def _single(self, key: str) -> str | None:
-        found: str | None = None
-        for header in self.headers:
-            if header.key == key:
-                if found is not None:
-                    raise BadRequest(f"more than one {canonical_name(key)} header")
-                found = header.value
-        return found
+        keys = self._keys or self._key_index()
+        count = keys.count(key)
+        if not count:
+            return None
+        if count > 1:
+            raise BadRequest(f"more than one {canonical_name(key)} header")
+        return self.headers[keys.index(key)].value
+
+    def _values(self, key: str) -> list[str]:
+        """Every value of a list header, in order, split on commas (``get_all``)."""
+        keys = self._keys or self._key_index()
+        headers = self.headers
+        values: list[str] = []
+        i = -1
+        for _ in range(keys.count(key)):
+            i = keys.index(key, i + 1)
+            value = headers[i].value
+            if "," in value:
+                values += split_list(value)
+            else:
+                values.append(value.strip())
+        return values
 
     def _required(self, key: str) -> str:
         value = self._single(key)
@@ -158,37 +189,53 @@ class Message:
             raise BadRequest(f"missing {canonical_name(key)} header")
         return value
 
+    def _via_values(self) -> list[str]:
+        values = self._values("via")
+        if not values:
+            raise BadRequest("missing Via header")
+        if "" in values:
+            raise BadRequest("empty Via value")
+        return values
+
     @property
     def vias(self) -> list[Via]:
         """All Via values, top first (RFC 3261 §20.42)."""
         cached = self._cache.get("via")
         if cached is None:
-            values = self.get_all("via")
-            if not values:
-                raise BadRequest("missing Via header")
-            for value in values:
-                if not value:
-                    raise BadRequest("empty Via value")
-            cached = self._cache["via"] = [Via.parse(value) for value in values]
+            values = self._via_values()
+            top = self._cache.get("top-via")
+            if top is None:
+                cached = [Via.parse(value) for value in values]
+            else:
+                cached = [top, *(Via.parse(value) for value in values[1:])]
+            self._cache["via"] = cached
         return cached  # type: ignore[return-value]
 
     @property
     def top_via(self) -> Via:
-        return self.vias[0]
+        """The top Via alone, the only one a transaction reads (RFC 3261 §17.2.3, §18.2);
+        the others are parsed when ``vias`` (or ``validate()``) asks for them."""
+        cached = self._cache.get("via")
+        if cached is not None:
+            return cached[0]  # type: ignore[index,no-any-return]
+        top = self._cache.get("top-via")
+        if top is None:
+            top = self._cache["top-via"] = Via.parse(self._via_values()[0])
+        return top  # type: ignore[return-value]
 
-    def _address(self, key: str) -> NameAddress:
+    def _address(self, key: str, what: str) -> NameAddress:
         cached = self._cache.get(key)
         if cached is None:
-            cached = self._cache[key] = NameAddress.parse(self._required(key), canonical_name(key))
+            cached = self._cache[key] = NameAddress.parse(self._required(key), what)
         return cached  # type: ignore[return-value]
 
     @property
     def from_(self) -> NameAddress:
-        return self._address("from")
+        return self._address("from", "From")
 
     @property
     def to(self) -> NameAddress:
-        return self._address("to")
+        return self._address("to", "To")
 
     @property
     def call_id(self) -> str:
@@ -217,7 +264,7 @@ class Message:
         cached = self._cache.get(key)
         if cached is None:
             what = canonical_name(key)
-            values = self.get_all(key)
+            values = self._values(key)
             if values == ["*"] and key == "contact":
                 cached = []
             else:
@@ -362,21 +409,53 @@ def parse(
         # A bare CR or LF inside a value would become a line break in whatever
         # re-emits it: header injection (RFC 3261 §7.3.1 allows only CRLF).
         raise BadRequest("bare CR or LF in the headers")
-    headers: list[Header] = []
-    content_length: str | None = None
-    append = headers.append
+    header_lines = lines[1:]
     names = _NAME_KEYS
-    folded = b"\r\n " in head or b"\r\n\t" in head
-    for line in lines[1:]:
-        if folded and line[:1] in _FOLD_CHARS:
+    try:
+        # Fast path: every name seen (and checked) before, no continuation line. A
+        # continuation line starts with SP/HTAB, so its "name" is never a checked token;
+        # a line without a colon fails the unpacking. Either falls back to the general
+        # loop, which names the fault or unfolds.
+        headers = [
+            _new_header(Header, (*names[name], value.strip(), line))
+            for line in header_lines
+            for name, value in [line.split(":", 1)]
+        ]
+    except (KeyError, ValueError):
+        headers = _parse_header_lines(header_lines)
+    keys = [header[0] for header in headers]
+    body_start = end + 4
+    lengths = keys.count("content-length")
+    if lengths:
+        if lengths > 1:
+            raise BadRequest("more than one Content-Length header")
+        content_length = headers[keys.index("content-length")].value
+        if not is_digits(content_length):
+            raise BadRequest("Content-Length is not a non-negative integer")
+        length = int(content_length)
+        if body_start + length > len(data):
+            raise BadRequest("Content-Length is larger than the body")
+        body = data[body_start : body_start + length]
+    else:
+        body = b"" if stream else data[body_start:]
+    message = _start_line(lines[0], headers, body)
+    message._keys = keys
+    return message
+
+
+def _parse_header_lines(lines: list[str]) -> list[Header]:
+    """Header lines in full generality: continuation lines unfolded (RFC 3261 §7.3.1),
+    every name checked to be a token and remembered for the fast path."""
+    headers: list[Header] = []
+    names = _NAME_KEYS
+    for line in lines:
+        if line[:1] in _FOLD_CHARS:
             if not headers:
                 raise BadRequest("continuation line before any header")
             prev = headers[-1]
             more = line.strip()
             value = f"{prev.value} {more}" if prev.value else more
             headers[-1] = _new_header(Header, (prev.key, prev.name, value, f"{prev.raw}\r\n{line}"))
-            if prev.key == "content-length":
-                content_length = value
             continue
         colon = line.find(":")
         if colon <= 0:
@@ -386,23 +465,10 @@ def parse(
         if known is None:
             known = _header_key(raw_name)
         key, name = known
-        value = line[colon + 1 :].strip()
-        if key == "content-length":
-            if content_length is not None:
-                raise BadRequest("more than one Content-Length header")
-            content_length = value
-        append(_new_header(Header, (key, name, value, line)))
-    body_start = end + 4
-    if content_length is not None:
-        if not is_digits(content_length):
-            raise BadRequest("Content-Length is not a non-negative integer")
-        length = int(content_length)
-        if body_start + length > len(data):
-            raise BadRequest("Content-Length is larger than the body")
-        body = data[body_start : body_start + length]
-    else:
-        body = b"" if stream else data[body_start:]
-    return _start_line(lines[0], headers, body)
+        if key == "content-length" and any(h.key == key for h in headers):
+            raise BadRequest("more than one Content-Length header")
+        headers.append(_new_header(Header, (key, name, line[colon + 1 :].strip(), line)))
+    return headers
 
 
 def _header_key(raw_name: str) -> tuple[str, str]:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 from urllib.parse import unquote
 
 from proxy.sip.errors import BadRequest
@@ -25,6 +26,22 @@ _HOST_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUV
 _FORBIDDEN_IN_URI: Final = re.compile(r'[ \t\r\n<>"]')
 #: uri-parameters that must match when either URI has them (RFC 3261 §19.1.4).
 _STRICT_PARAMS: Final = ("user", "ttl", "method", "maddr", "transport")
+
+
+#: The common form of a sip/sips URI, as regex text for the header patterns to embed
+#: (groups: scheme, user, password, host, port, ``;``-led parameters). Every character
+#: class is a subset of what the general parser accepts in that place and excludes the
+#: delimiters it splits on first ("@", "?", ";", ">"), so text that matches parses
+#: the same on either path; anything else (IPv6, escapes in the host, URI headers,
+#: upper-case schemes, LWS) takes the general parser.
+SIP_URI_PATTERN: Final = (
+    r"(sips?):"
+    r"(?:([A-Za-z0-9\-_.!~*'()%&=+$,]+)(?::([A-Za-z0-9\-_.!~*'()%&=+$,]*))?@)?"
+    r"([A-Za-z0-9\-._]+)"
+    r"(?::([0-9]{1,5}))?"
+    r"((?:;[A-Za-z0-9\-_.!~*'()%\[\]/:&+$]+(?:=[A-Za-z0-9\-_.!~*'()%\[\]/:&+$]*)?)*)"
+)
+_SIP_URI: Final = re.compile(SIP_URI_PATTERN)
 
 
 def is_digits(text: str) -> bool:
@@ -50,6 +67,18 @@ def _parse_params(text: str, what: str) -> Params:
         if not name:
             raise BadRequest(f"empty parameter in {what}")
         params.append((name.lower(), value.strip() if eq else None))
+    return tuple(params)
+
+
+def split_checked_params(text: str) -> Params:
+    """Split ``;name[=value]...`` already matched by a fast-path pattern: no LWS, no
+    empty names, so this is ``_parse_params``/``parse_header_params`` minus the checks."""
+    if not text:
+        return ()
+    params: list[tuple[str, str | None]] = []
+    for item in text[1:].split(";"):
+        name, eq, value = item.partition("=")
+        params.append((name.lower(), value if eq else None))
     return tuple(params)
 
 
@@ -166,6 +195,54 @@ class SipUri:
         return mine_h == theirs_h
 
 
+# Building a frozen dataclass through its __init__ costs one object.__setattr__ call
+# per field; the parse hot path sets the slots directly instead (same object, same
+# equality and hash), one slot descriptor per field.
+_new_object = object.__new__
+
+
+def slot_setter(cls: type, field: str) -> Callable[[Any, Any], None]:
+    """The slot descriptor's setter of a frozen ``slots=True`` dataclass field: it sets
+    the field on an instance made by ``object.__new__`` without the frozen guard."""
+    setter: Callable[[Any, Any], None] = cls.__dict__[field].__set__
+    return setter
+
+
+_set_sip_scheme = slot_setter(SipUri, "scheme")
+_set_sip_user = slot_setter(SipUri, "user")
+_set_sip_host = slot_setter(SipUri, "host")
+_set_sip_port = slot_setter(SipUri, "port")
+_set_sip_password = slot_setter(SipUri, "password")
+_set_sip_params = slot_setter(SipUri, "params")
+_set_sip_headers = slot_setter(SipUri, "headers")
+
+
+def sip_uri_from_match(
+    scheme: str,
+    user: str | None,
+    password: str | None,
+    host: str,
+    port_text: str | None,
+    param_text: str,
+) -> SipUri | None:
+    """The SipUri for the groups of ``SIP_URI_PATTERN``; None (take the general parser,
+    which names the fault) when the port is above 65535."""
+    port: int | None = None
+    if port_text is not None:
+        port = int(port_text)
+        if port > 65535:
+            return None
+    uri: SipUri = _new_object(SipUri)
+    _set_sip_scheme(uri, scheme)
+    _set_sip_user(uri, user)
+    _set_sip_host(uri, host)
+    _set_sip_port(uri, port)
+    _set_sip_password(uri, password)
+    _set_sip_params(uri, split_checked_params(param_text) if param_text else ())
+    _set_sip_headers(uri, ())
+    return uri
+
+
 def _comparable_params(params: Params) -> dict[str, str | None]:
     """uri-parameters as §19.1.4 compares them: escapes undone (once) in names and
     values, both case-insensitive ("all other components ... case-insensitive")."""
@@ -266,6 +343,16 @@ def parse_uri(text: str, *, what: str = "URI", allow_headers: bool = True) -> Ur
     ``allow_headers`` is False for a Request-URI, where headers are not allowed
     (RFC 3261 §19.1.1 table; RFC 4475 §3.1.2.11).
     """
+    match = _SIP_URI.fullmatch(text)
+    if match is not None:
+        uri = sip_uri_from_match(*match.groups())
+        if uri is not None:
+            return uri
+    return parse_uri_general(text, what=what, allow_headers=allow_headers)
+
+
+def parse_uri_general(text: str, *, what: str = "URI", allow_headers: bool = True) -> Uri:
+    """``parse_uri`` without the fast path: every form, every check, the fault named."""
     colon = text.find(":")
     if colon <= 0:
         raise BadRequest(f"{what} has no scheme")
