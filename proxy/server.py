@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import logging
 import secrets
 import signal
@@ -227,10 +228,13 @@ class Server:
         self._timer = loop.call_at(loop.time() + max(0.0, deadline - time.time()), self._on_timer)
 
     def _on_timer(self) -> None:
+        # The loop's timers have millisecond resolution and may fire a little early: the
+        # armed deadline counts as reached, or the timer would spin until the clock caught up.
+        now = max(time.time(), self._timer_at or 0.0)
         self._timer = None
         self._timer_at = None
         try:
-            outputs = self.core.advance(time.time())
+            outputs = self.core.advance(now)
         except Exception:
             self.counters["internal_errors"] += 1
             log.exception("internal error in a timer")
@@ -272,7 +276,10 @@ def call_record(summary: CallSummary, node: str) -> CallRecord:
 
 
 def install_event_loop() -> None:
-    """uvloop where it is installed (design.md §3), the standard loop otherwise."""
+    """uvloop where it is installed (design.md §3), the standard loop otherwise or when
+    ``PRIVPROXY_LOOP=asyncio`` asks for it."""
+    if os.environ.get("PRIVPROXY_LOOP") == "asyncio":
+        return
     try:
         import uvloop
     except ImportError:
