@@ -23,6 +23,7 @@ from proxy.b2bua.b2bua import B2BUA
 from proxy.b2bua.context import B2buaSettings
 from proxy.b2bua.events import LookupBinding
 from proxy.b2bua.leak_guard import guard_for
+from proxy.server import tune_gc
 from proxy.sip.message import Request, Response, parse
 from proxy.sip.transaction import Address, Send
 
@@ -136,6 +137,7 @@ class Bench:
 
 
 def main() -> None:
+    tune_gc()  # as privproxy serve does
     calls = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
     runs = int(sys.argv[2]) if len(sys.argv) > 2 else 5
     results = []

@@ -218,12 +218,16 @@ class NumberPlan:
         """The user part for the B-leg Request-URI: national digits with the trunk prefix
         (``13800138000``, ``01012345678``) for a number of the plan's region when the plan
         dials nationally, else E.164 with ``+``."""
-        number = self.real(e164)
+        return self.dial_normalised(self.real(e164))
+
+    def dial_normalised(self, e164: str) -> str:
+        """``dial`` for a number ``real`` already returned (a binding's party): skips the
+        validation that costs a ``phonenumbers.parse`` on every call."""
         if self.dial_format == "national":
-            national = _national_dial_digits(number, self.region)
+            national = _national_dial_digits(e164, self.region)
             if national is not None:
                 return national
-        return number
+        return e164
 
 
 def _national_significant(digits: str) -> str:

@@ -349,7 +349,7 @@ class BLeg(Leg):
         """Send the B-leg INVITE (design.md §4: Request-URI, From, To, PAI written anew)."""
         s = self.ctx.settings
         trunk = s.trunk
-        dial = s.plan.dial(self.callee)
+        dial = s.plan.dial_normalised(self.callee)
         port = f":{s.trunk_port}" if s.trunk_port else ""
         params = "" if trunk.transport == "udp" else f";transport={trunk.transport}"
         target = f"sip:{dial}@{s.trunk_host}{port}{params}"
