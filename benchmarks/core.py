@@ -100,9 +100,7 @@ class Bench:
                 sends.append(item)
             elif isinstance(item, LookupBinding):
                 a = item.attempt.caller
-                binding = Binding(
-                    id="b1", a=a, b=self.b, x=X, created_at=0.0
-                )
+                binding = Binding(id="b1", a=a, b=self.b, x=X, created_at=0.0)
                 pending += self.core.route_call(item.call_ref, binding, self.now)
         self.spent += time.perf_counter() - start
         return sends
@@ -146,9 +144,11 @@ def main() -> None:
         for n in range(calls):
             bench.call(run * calls + n)
         results.append(bench.spent / calls * 1e6)
-    print(f"core CPU per call: median {statistics.median(results):.0f} µs "
-          f"(runs: {', '.join(f'{r:.0f}' for r in results)}; {calls} calls each, "
-          "8 datagrams in, ~10 out)")
+    print(
+        f"core CPU per call: median {statistics.median(results):.0f} µs "
+        f"(runs: {', '.join(f'{r:.0f}' for r in results)}; {calls} calls each, "
+        "8 datagrams in, ~10 out)"
+    )
 
 
 if __name__ == "__main__":

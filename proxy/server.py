@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import os
 import logging
+import os
 import secrets
 import signal
 import time
