@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from proxy.cli import DbOption, app
+from proxy.cli import app
 from proxy.config import ConfigError, load_config
 
 
@@ -22,7 +22,15 @@ def serve(
     trunk: Annotated[
         str | None, typer.Option(help="Where B legs go, e.g. 'sip:127.0.0.1:5080;transport=udp'.")
     ] = None,
-    db: DbOption = Path("privproxy.db"),
+    db: Annotated[
+        Path | None,
+        typer.Option(
+            "--db",
+            envvar="PRIVPROXY_DB",
+            dir_okay=False,
+            help="SQLite database (default ./privproxy.db).",
+        ),
+    ] = None,
     advertise: Annotated[
         str | None,
         typer.Option(help="HOST[:PORT] written in Via/Contact/From (default: first --sip)."),
@@ -46,14 +54,13 @@ def serve(
     """Run the privacy-number B2BUA until SIGTERM or SIGINT."""
     from proxy.server import serve as run
 
-    explicit_db = None if db == Path("privproxy.db") else str(db)
     try:
         settings = load_config(
             str(config) if config else None,
             {
                 "sip": sip,
                 "trunk": trunk,
-                "db": explicit_db,
+                "db": str(db) if db else None,
                 "advertise": advertise,
                 "trusted": trusted,
                 "ring_timeout": ring_timeout,

@@ -35,6 +35,7 @@ from proxy.transport.tcp import TcpPool
 from proxy.transport.udp import UdpProtocol, listen_udp
 
 log = logging.getLogger("privproxy")
+SWEEP_INTERVAL_S = 60.0
 call_log = logging.getLogger("privproxy.call")
 
 
@@ -79,6 +80,8 @@ class Server:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._stopping = asyncio.Event()
+        #: messages the leak guard blocked, so that their retransmissions are dropped quietly
+        self._blocked: dict[bytes, None] = {}
 
     # -- life cycle --------------------------------------------------------------------
 
@@ -101,8 +104,23 @@ class Server:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stopping.set)
+        sweeper = asyncio.create_task(self._sweep_expired_bindings())
         await self._stopping.wait()
+        sweeper.cancel()
         await self.drain()
+
+    async def _sweep_expired_bindings(self) -> None:
+        """Mark bindings past their expiry (routing never needs it: an expired binding stops
+        routing at once; listings and exports do)."""
+        while True:
+            try:
+                expired = self.store.expire_due(time.time())
+            except Exception:
+                log.exception("binding sweep failed")
+            else:
+                if expired:
+                    log.info("%d bindings expired", expired)
+            await asyncio.sleep(SWEEP_INTERVAL_S)
 
     async def drain(self) -> None:
         """Stop taking calls, let calls end for ``grace`` seconds, BYE the rest, flush."""
@@ -173,6 +191,11 @@ class Server:
             leaked = guard_for(item.guard, self.config.region).find(item.data)
             if leaked is not None:
                 self.counters["leak_blocked"] += 1
+                if item.data in self._blocked:
+                    return  # a retransmission of a message already blocked and reported
+                self._blocked[item.data] = None
+                while len(self._blocked) > 1024:
+                    del self._blocked[next(iter(self._blocked))]
                 log.error(
                     "leak guard blocked a message to %s: it carried %s",
                     item.destination.host,
@@ -194,7 +217,14 @@ class Server:
         self.process(self.core.abort_call(call_id, time.time(), reason="leak"))
 
     def finished(self, summary: CallSummary) -> None:
-        record = call_record(summary, self.config.node)
+        try:
+            record = call_record(summary, self.config.node)
+        except ValueError:
+            self.counters["record_errors"] += 1
+            log.exception(
+                "inconsistent call summary for call %d; no record written", summary.call_ref
+            )
+            return
         self.writer.submit(record)
         call_log.info(
             "call %s x=%s caller=%s callee=%s %s status=%d ring=%s talk=%.1fs released_by=%s",
