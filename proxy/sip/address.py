@@ -59,8 +59,8 @@ _IPV4: Final = re.compile(
 )
 
 
-_TOKEN: Final = r"[A-Za-z0-9\-.!%*_+`'~]+"
-_SIMPLE_PARAMS_TEXT: Final = rf"(?:;{_TOKEN}(?:=[^;\s\"]+)?)*"
+_TOKEN: Final = r"[A-Za-z0-9\-.!%*_+`'~]++"
+_SIMPLE_PARAMS_TEXT: Final = rf"(?:;{_TOKEN}(?:=[^;\s\"]++)?+)*+"
 
 #: The common forms of the header values the proxy reads on every message. Each
 #: accepts a subset of what the general parser accepts, and for text that matches both
@@ -70,14 +70,14 @@ _SIMPLE_PARAMS_TEXT: Final = rf"(?:;{_TOKEN}(?:=[^;\s\"]+)?)*"
 #: ``[display] <sip-uri> *(;param)``: display a quoted string without escapes or
 #: tokens separated by single spaces (what " ".join(words) gives back unchanged).
 _NAME_ADDR: Final = re.compile(
-    rf'(?:("[^"\\]*")[ \t]*|({_TOKEN}(?: {_TOKEN})*)[ \t]*)?'
+    rf'(?:("[^"\\]*+")[ \t]*+|({_TOKEN}(?: {_TOKEN})*+)[ \t]*+)?'
     rf"<{SIP_URI_PATTERN}>({_SIMPLE_PARAMS_TEXT})"
 )
 #: ``SIP/2.0/transport host[:port] *(;param)`` with a hostname or dotted IPv4 host.
 _VIA: Final = re.compile(
-    rf"SIP/2\.0/({_TOKEN}) ([A-Za-z0-9\-._]+)(?::([0-9]{{1,5}}))?({_SIMPLE_PARAMS_TEXT})"
+    rf"SIP/2\.0/({_TOKEN}) ([A-Za-z0-9\-._]++)(?::([0-9]{{1,5}}+))?+({_SIMPLE_PARAMS_TEXT})"
 )
-_CSEQ: Final = re.compile(rf"([0-9]{{1,10}}) ({_TOKEN})")
+_CSEQ: Final = re.compile(rf"([0-9]{{1,10}}+) ({_TOKEN})")
 
 
 def parse_header_params(text: str, what: str) -> Params:
@@ -139,13 +139,15 @@ class NameAddress:
     def parse(cls, text: str, what: str = "address") -> NameAddress:
         match = _NAME_ADDR.fullmatch(text)
         if match is not None:
-            quoted, tokens, *uri_groups, param_text = match.groups()
-            uri = sip_uri_from_match(*uri_groups)
+            quoted, tokens, scheme, user, password, host, port_text, uri_params, params = (
+                match.groups()
+            )
+            uri = sip_uri_from_match(scheme, user, password, host, port_text, uri_params)
             if uri is not None:
                 address: NameAddress = _new_object(NameAddress)
                 _set_address_uri(address, uri)
                 _set_address_display(address, quoted or tokens)
-                _set_address_params(address, split_checked_params(param_text) if param_text else ())
+                _set_address_params(address, split_checked_params(params) if params else ())
                 return address
         return cls.parse_general(text, what)
 
@@ -213,9 +215,7 @@ class Via:
         match = _VIA.fullmatch(text)
         if match is not None:
             transport, host, port_text, param_text = match.groups()
-            port: int | None = None
-            if port_text is not None:
-                port = int(port_text)
+            port = None if port_text is None else int(port_text)
             if port is None or port <= 65535:
                 params = split_checked_params(param_text) if param_text else ()
                 received = param_value(params, "received")

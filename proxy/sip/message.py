@@ -51,9 +51,9 @@ REASON_PHRASES: Final[dict[int, str]] = {
 _MANDATORY: Final = ("via", "from", "to", "call-id", "cseq")
 _SINGLE: Final = ("from", "to", "call-id", "cseq", "max-forwards", "content-type")
 _FOLD_CHARS: Final = (" ", "\t")
-#: Header names as written → (canonical key, name without trailing LWS); bounded so that
-#: a peer sending random names cannot grow it without limit.
-_NAME_KEYS: dict[str, tuple[str, str]] = {}
+#: Header names as written (checked tokens) → canonical key; bounded so that a peer
+#: sending random names cannot grow it without limit.
+_NAME_KEYS: dict[str, str] = {}
 _NAME_CACHE_LIMIT: Final = 1024
 #: Builds a Header without the Python-level NamedTuple constructor (a hot path).
 _new_header = tuple.__new__
@@ -73,14 +73,24 @@ class Message:
     """Headers and body shared by requests and responses."""
 
     # ``headers`` is edited through set/add/remove, which drop the typed values and the
-    # key index (``_keys``, the keys of ``headers`` in order) derived from it.
-    __slots__ = ("_cache", "_keys", "body", "headers")
+    # key index (``_keys``, the keys of ``headers`` in order) derived from it. The values
+    # read on every message have a slot each (cheaper than a dict entry); the others
+    # live in ``_cache``.
+    __slots__ = (
+        "_cache", "_cseq", "_from", "_keys", "_to", "_top_via", "_vias", "body", "headers",
+    )  # fmt: skip
 
     def __init__(self, headers: list[Header] | None = None, body: bytes = b"") -> None:
         self.headers: list[Header] = headers if headers is not None else []
         self.body = body
+        # What _forget() sets, spelled out: one call less per parsed message.
         self._cache: dict[str, object] = {}
         self._keys: list[str] | None = None
+        self._vias: list[Via] | None = None
+        self._top_via: Via | None = None
+        self._from: NameAddress | None = None
+        self._to: NameAddress | None = None
+        self._cseq: CSeq | None = None
 
     # -- raw header access -------------------------------------------------------------
 
@@ -146,8 +156,13 @@ class Message:
 
     def _forget(self) -> None:
         """Drop what was derived from the headers after they changed."""
-        self._cache.clear()
+        self._cache = {}
         self._keys = None
+        self._vias = None
+        self._top_via = None
+        self._from = None
+        self._to = None
+        self._cseq = None
 
     # -- typed, cached views -----------------------------------------------------------
 
@@ -172,9 +187,13 @@ class Message:
         """Every value of a list header, in order, split on commas (``get_all``)."""
         keys = self._keys or self._key_index()
         headers = self.headers
+        count = keys.count(key)
+        if count == 1:
+            value = headers[keys.index(key)].value
+            return split_list(value) if "," in value else [value.strip()]
         values: list[str] = []
         i = -1
-        for _ in range(keys.count(key)):
+        for _ in range(count):
             i = keys.index(key, i + 1)
             value = headers[i].value
             if "," in value:
@@ -184,6 +203,9 @@ class Message:
         return values
 
     def _required(self, key: str) -> str:
+        keys = self._keys or self._key_index()
+        if keys.count(key) == 1:
+            return self.headers[keys.index(key)].value
         value = self._single(key)
         if value is None:
             raise BadRequest(f"missing {canonical_name(key)} header")
@@ -200,42 +222,44 @@ class Message:
     @property
     def vias(self) -> list[Via]:
         """All Via values, top first (RFC 3261 §20.42)."""
-        cached = self._cache.get("via")
-        if cached is None:
+        vias = self._vias
+        if vias is None:
             values = self._via_values()
-            top = self._cache.get("top-via")
+            parse_via = Via.parse
+            top = self._top_via
             if top is None:
-                cached = [Via.parse(value) for value in values]
+                vias = [parse_via(value) for value in values]
             else:
-                cached = [top, *(Via.parse(value) for value in values[1:])]
-            self._cache["via"] = cached
-        return cached  # type: ignore[return-value]
+                vias = [top, *[parse_via(value) for value in values[1:]]]
+            self._vias = vias
+        return vias
 
     @property
     def top_via(self) -> Via:
         """The top Via alone, the only one a transaction reads (RFC 3261 §17.2.3, §18.2);
         the others are parsed when ``vias`` (or ``validate()``) asks for them."""
-        cached = self._cache.get("via")
-        if cached is not None:
-            return cached[0]  # type: ignore[index,no-any-return]
-        top = self._cache.get("top-via")
+        if self._vias is not None:
+            return self._vias[0]
+        top = self._top_via
         if top is None:
-            top = self._cache["top-via"] = Via.parse(self._via_values()[0])
-        return top  # type: ignore[return-value]
-
-    def _address(self, key: str, what: str) -> NameAddress:
-        cached = self._cache.get(key)
-        if cached is None:
-            cached = self._cache[key] = NameAddress.parse(self._required(key), what)
-        return cached  # type: ignore[return-value]
+            top = self._top_via = Via.parse(self._via_values()[0])
+        return top
 
     @property
     def from_(self) -> NameAddress:
-        return self._address("from", "From")
+        """From (RFC 3261 §20.20)."""
+        address = self._from
+        if address is None:
+            address = self._from = NameAddress.parse(self._required("from"), "From")
+        return address
 
     @property
     def to(self) -> NameAddress:
-        return self._address("to", "To")
+        """To (RFC 3261 §20.39)."""
+        address = self._to
+        if address is None:
+            address = self._to = NameAddress.parse(self._required("to"), "To")
+        return address
 
     @property
     def call_id(self) -> str:
@@ -246,10 +270,10 @@ class Message:
 
     @property
     def cseq(self) -> CSeq:
-        cached = self._cache.get("cseq")
-        if cached is None:
-            cached = self._cache["cseq"] = CSeq.parse(self._required("cseq"))
-        return cached  # type: ignore[return-value]
+        cseq = self._cseq
+        if cseq is None:
+            cseq = self._cseq = CSeq.parse(self._required("cseq"))
+        return cseq
 
     @property
     def max_forwards(self) -> int | None:
@@ -410,14 +434,14 @@ def parse(
         # re-emits it: header injection (RFC 3261 §7.3.1 allows only CRLF).
         raise BadRequest("bare CR or LF in the headers")
     header_lines = lines[1:]
-    names = _NAME_KEYS
+    keys_of = _NAME_KEYS
     try:
-        # Fast path: every name seen (and checked) before, no continuation line. A
-        # continuation line starts with SP/HTAB, so its "name" is never a checked token;
+        # Fast path: every name seen (and checked to be a token) before, no continuation
+        # line. A continuation line starts with SP/HTAB, so its "name" is never a token;
         # a line without a colon fails the unpacking. Either falls back to the general
         # loop, which names the fault or unfolds.
         headers = [
-            _new_header(Header, (*names[name], value.strip(), line))
+            _new_header(Header, (keys_of[name], name, value.strip(), line))
             for line in header_lines
             for name, value in [line.split(":", 1)]
         ]
@@ -447,7 +471,6 @@ def _parse_header_lines(lines: list[str]) -> list[Header]:
     """Header lines in full generality: continuation lines unfolded (RFC 3261 §7.3.1),
     every name checked to be a token and remembered for the fast path."""
     headers: list[Header] = []
-    names = _NAME_KEYS
     for line in lines:
         if line[:1] in _FOLD_CHARS:
             if not headers:
@@ -460,11 +483,7 @@ def _parse_header_lines(lines: list[str]) -> list[Header]:
         colon = line.find(":")
         if colon <= 0:
             raise BadRequest("header line without a name and colon")
-        raw_name = line[:colon]
-        known = names.get(raw_name)
-        if known is None:
-            known = _header_key(raw_name)
-        key, name = known
+        key, name = _header_key(line[:colon])
         if key == "content-length" and any(h.key == key for h in headers):
             raise BadRequest("more than one Content-Length header")
         headers.append(_new_header(Header, (key, name, line[colon + 1 :].strip(), line)))
@@ -474,14 +493,19 @@ def _parse_header_lines(lines: list[str]) -> list[Header]:
 def _header_key(raw_name: str) -> tuple[str, str]:
     """(canonical key, name as written) of a header name, checked to be a token
     (RFC 3261 §7.3.1, §25.1) and remembered: a peer sends the same few dozen names."""
+    key = _NAME_KEYS.get(raw_name)
+    if key is not None:
+        return key, raw_name
     name = raw_name.rstrip(" \t")
     if not is_token(name):
         raise BadRequest(f"invalid header name {name[:40]!r}")
     key = name.lower()
-    known = (COMPACT_FORMS.get(key, key), name)
-    if len(_NAME_KEYS) < _NAME_CACHE_LIMIT:
-        _NAME_KEYS[raw_name] = known
-    return known
+    key = COMPACT_FORMS.get(key, key)
+    # Only names without trailing LWS are remembered: the fast path takes the name as
+    # written for Header.name, which is then the same as the stripped one.
+    if name == raw_name and len(_NAME_KEYS) < _NAME_CACHE_LIMIT:
+        _NAME_KEYS[raw_name] = key
+    return key, name
 
 
 def _start_line(line: str, headers: list[Header], body: bytes) -> Request | Response:
@@ -492,14 +516,17 @@ def _start_line(line: str, headers: list[Header], body: bytes) -> Request | Resp
         if version != SIP_VERSION:
             raise VersionNotSupported(version)
         code = parts[1] if len(parts) > 1 else ""
-        if len(code) != 3 or not is_digits(code) or not 100 <= int(code) <= 699:
+        if len(code) != 3 or not code.isdigit() or not code.isascii():
             raise BadRequest("status code is not 100-699")
-        return Response(int(code), parts[2] if len(parts) > 2 else "", headers, body)
+        status = int(code)
+        if not 100 <= status <= 699:
+            raise BadRequest("status code is not 100-699")
+        return Response(status, parts[2] if len(parts) > 2 else "", headers, body)
     parts = line.split(" ")
     if len(parts) != 3:
         raise BadRequest("Request-Line must be: method SP Request-URI SP SIP-Version")
     method, uri, version = parts
-    if not is_token(method):
+    if method not in KNOWN_METHODS and not is_token(method):
         raise BadRequest("invalid method")
     if version != SIP_VERSION:
         if version.startswith("SIP/"):

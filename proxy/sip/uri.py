@@ -33,13 +33,15 @@ _STRICT_PARAMS: Final = ("user", "ttl", "method", "maddr", "transport")
 #: class is a subset of what the general parser accepts in that place and excludes the
 #: delimiters it splits on first ("@", "?", ";", ">"), so text that matches parses
 #: the same on either path; anything else (IPv6, escapes in the host, URI headers,
-#: upper-case schemes, LWS) takes the general parser.
+#: upper-case schemes, LWS) takes the general parser. Possessive quantifiers (``++``)
+#: spare the regex engine its backtracking bookkeeping; they can only make the pattern
+#: refuse more, never accept more.
 SIP_URI_PATTERN: Final = (
     r"(sips?):"
-    r"(?:([A-Za-z0-9\-_.!~*'()%&=+$,]+)(?::([A-Za-z0-9\-_.!~*'()%&=+$,]*))?@)?"
-    r"([A-Za-z0-9\-._]+)"
-    r"(?::([0-9]{1,5}))?"
-    r"((?:;[A-Za-z0-9\-_.!~*'()%\[\]/:&+$]+(?:=[A-Za-z0-9\-_.!~*'()%\[\]/:&+$]*)?)*)"
+    r"(?:([A-Za-z0-9\-_.!~*'()%&=+$,]++)(?::([A-Za-z0-9\-_.!~*'()%&=+$,]*+))?+@)?"
+    r"([A-Za-z0-9\-._]++)"
+    r"(?::([0-9]{1,5}+))?+"
+    r"((?:;[A-Za-z0-9\-_.!~*'()%\[\]/:&+$]++(?:=[A-Za-z0-9\-_.!~*'()%\[\]/:&+$]*+)?+)*+)"
 )
 _SIP_URI: Final = re.compile(SIP_URI_PATTERN)
 
@@ -75,6 +77,10 @@ def split_checked_params(text: str) -> Params:
     empty names, so this is ``_parse_params``/``parse_header_params`` minus the checks."""
     if not text:
         return ()
+    if text.find(";", 1) < 0:
+        # One parameter (;tag=, ;user=phone, ;lr): the common case, without a list.
+        name, eq, value = text[1:].partition("=")
+        return ((name.lower(), value if eq else None),)
     params: list[tuple[str, str | None]] = []
     for item in text[1:].split(";"):
         name, eq, value = item.partition("=")
