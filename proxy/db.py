@@ -19,6 +19,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Final
 
+from bindings.schema import BINDINGS_SCHEMA_V2
+from proxy.cdr.schema import CDR_SCHEMA_V3
+
 DEFAULT_BUSY_TIMEOUT_MS: Final = 5000
 
 _SCHEMA_V1: Final[tuple[str, ...]] = (
@@ -83,9 +86,28 @@ _SCHEMA_V1: Final[tuple[str, ...]] = (
     "CREATE INDEX cdrs_invite_at ON cdrs (invite_at)",
     "CREATE INDEX cdrs_x ON cdrs (x, invite_at)",
     "CREATE INDEX cdrs_tenant ON cdrs (tenant, invite_at)",
+    # Append-only record of audited acts (proxy/audit.py): binding changes, unmasking, purges.
+    """
+    CREATE TABLE audit_log (
+        seq      INTEGER PRIMARY KEY,
+        at       REAL    NOT NULL,
+        actor    TEXT    NOT NULL,
+        action   TEXT    NOT NULL,
+        subject  TEXT,
+        before   TEXT,
+        after    TEXT,
+        reason   TEXT
+    )
+    """,
+    "CREATE INDEX audit_log_at ON audit_log (at)",
+    "CREATE INDEX audit_log_action ON audit_log (action, at)",
 )
 
-MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_SCHEMA_V1,)
+MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
+    _SCHEMA_V1,
+    BINDINGS_SCHEMA_V2,  # issue #4: pool, tenants, API keys (bindings/schema.py)
+    CDR_SCHEMA_V3,  # issue #5: hash chain checkpoints, retention (proxy/cdr/schema.py)
+)
 """Migration ``i`` takes the schema from version ``i`` to ``i + 1``."""
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -370,7 +370,7 @@ def test_sqlite_store_persists_and_opens_in_wal_mode(tmp_path: Path) -> None:
     assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
     assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == db.DEFAULT_BUSY_TIMEOUT_MS
     assert db.schema_version(conn) == db.SCHEMA_VERSION
-    assert conn.execute("SELECT COUNT(*) FROM schema_version").fetchone()[0] == 1
+    assert conn.execute("SELECT COUNT(*) FROM schema_version").fetchone()[0] == db.SCHEMA_VERSION
     again = SqliteBindingStore(conn)
     assert again.get(binding.id) == binding
     again.close()
