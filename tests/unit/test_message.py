@@ -514,3 +514,73 @@ def test_address_and_via_serialize() -> None:
     assert str(via) == "SIP/2.0/UDP h:5070;branch=z9hG4bK1;rport;maddr=239.1.1.1"
     assert (via.maddr, via.param("rport"), via.sent_by) == ("239.1.1.1", "", ("h", 5070))
     assert str(CSeq(7, "BYE")) == "7 BYE"
+
+
+# -- fast paths and per-message caches ---------------------------------------------------
+
+
+def test_fast_path_values_equal_constructed_ones(fixture_messages: dict[str, bytes]) -> None:
+    """Values built on the fast path (slots set directly) are the same dataclass values
+    as constructed ones: equal, same hash, same repr, still frozen."""
+    message = parse(fixture_messages["invite"])
+    expected_from = NameAddress(
+        SipUri("sip", "13800138000", "softswitch.example.com", None, None, (("user", "phone"),)),
+        '"Alice"',
+        (("tag", "1928301774"),),
+    )
+    expected_via = Via(
+        "UDP",
+        "198.51.100.7",
+        5060,
+        (("branch", "z9hG4bKnashds8"), ("received", "198.51.100.7")),
+    )
+    for parsed, expected in (
+        (message.from_, expected_from),
+        (message.vias[1], expected_via),
+        (message.cseq, CSeq(314159, "INVITE")),
+    ):
+        assert parsed == expected
+        assert hash(parsed) == hash(expected)
+        assert repr(parsed) == repr(expected)
+    uri = message.from_.uri
+    assert isinstance(uri, SipUri)
+    with pytest.raises(AttributeError):
+        uri.host = "elsewhere.example"  # type: ignore[misc]
+
+
+def test_top_via_alone_parses_only_the_top_but_validate_checks_all() -> None:
+    data = options_with(extra="Via: SIP/2.0/UDP 192.0.2.9;received=not-an-address\n")
+    message = parse(data)
+    assert message.top_via.branch == "z9hG4bK1"
+    with pytest.raises(BadRequest, match="received"):
+        message.vias  # noqa: B018
+    with pytest.raises(BadRequest, match="received"):
+        parse(data).validate()
+    good = parse(options_with(extra="Via: SIP/2.0/TCP 192.0.2.9:5070;branch=z9hG4bK2\n"))
+    top = good.top_via
+    assert good.vias[0] is top
+    assert [via.port for via in good.vias] == [5060, 5070]
+
+
+def test_header_name_with_trailing_space_keeps_its_stripped_name() -> None:
+    """Names with LWS before the colon are not remembered for the fast path, which keeps
+    the name as written; every parse gives the stripped name."""
+    data = options_with(extra="Subject : hello\n")
+    for _ in range(2):
+        (subject,) = [h for h in parse(data).headers if h.key == "subject"]
+        assert (subject.name, subject.value) == ("Subject", "hello")
+
+
+def test_edits_refresh_the_typed_views(fixture_messages: dict[str, bytes]) -> None:
+    message = parse(fixture_messages["invite"])
+    assert message.from_.tag == "1928301774" and message.cseq.number == 314159
+    message.set("from", "<sip:x@example.org>;tag=new")
+    message.set("cseq", "7 INVITE")
+    assert (message.from_.tag, str(message.from_.uri)) == ("new", "sip:x@example.org")
+    assert message.cseq == CSeq(7, "INVITE")
+    message.remove("cseq")
+    with pytest.raises(BadRequest, match="missing CSeq"):
+        message.cseq  # noqa: B018
+    message.add("to", "<sip:y@example.org>")
+    with pytest.raises(BadRequest, match="more than one To"):
+        message.to  # noqa: B018
