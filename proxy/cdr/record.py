@@ -6,6 +6,7 @@ epoch seconds rounded to the millisecond, given by the caller (no clock here).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, fields, replace
 from typing import Final, Literal, get_args
 
@@ -211,10 +212,37 @@ class CallRecord:
 CALL_RECORD_FIELDS: Final[tuple[str, ...]] = tuple(f.name for f in fields(CallRecord))
 
 
+PURGED_PREFIX: Final = "h:"
+"""Retention replaces a personal value by ``h:`` and a keyed hash (``proxy.cdr.retention``)."""
+
+_NUMBER_RUN: Final = re.compile(r"\+?[0-9][0-9 ().-]{5,}[0-9]")
+
+
+def mask_party(value: str) -> str:
+    """A real number masked (``138****8000``); a retention token is shown as it is."""
+    return value if value.startswith(PURGED_PREFIX) else mask(value)
+
+
+def mask_call_id(value: str) -> str:
+    """A Call-ID with every run of 7 or more digits masked: softswitches often build the
+    A leg's Call-ID from the caller's number (``13800138000///1-42@host``)."""
+    if value.startswith(PURGED_PREFIX):
+        return value
+    return _NUMBER_RUN.sub(_mask_run, value)
+
+
+def _mask_run(match: re.Match[str]) -> str:
+    run = match.group(0)
+    digits = sum(c.isdigit() for c in run)
+    return mask(run) if digits >= 7 else run
+
+
 def masked(record: CallRecord) -> CallRecord:
-    """The record with real numbers masked (``138****8000``), for exports and listings."""
+    """The record with real numbers masked (``138****8000``), for exports and listings;
+    the A leg's Call-ID too, as it may carry the caller's number."""
     return replace(
         record,
-        caller=mask(record.caller),
-        callee=None if record.callee is None else mask(record.callee),
+        caller=mask_party(record.caller),
+        callee=None if record.callee is None else mask_party(record.callee),
+        a_call_id=None if record.a_call_id is None else mask_call_id(record.a_call_id),
     )

@@ -6,6 +6,10 @@ thread with its own connection drains the queue and commits with ``executemany``
 comes first. In WAL mode a crash loses at most the batch not yet committed and never
 damages committed rows.
 
+The hash chain (``proxy.cdr.chain``) is computed here, at commit time, inside the write
+transaction that also reads the current head: ``seq`` order is chain order, and the call path
+never waits for a hash.
+
 A commit that fails for a transient reason (lock held past busy_timeout, disk full) is
 retried with back-off, keeping the rows. A batch the database rejects as such (a duplicate
 record id) is written row by row and the offending rows are dropped and counted, so one bad
@@ -23,15 +27,26 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
+from proxy.cdr.chain import GENESIS, commit, ms, new_salt, record_hash
 from proxy.cdr.record import CALL_RECORD_FIELDS, CallRecord
 from proxy.db import open_database
 
 log = logging.getLogger(__name__)
 
-_INSERT: Final = (
-    f"INSERT INTO cdrs ({', '.join(CALL_RECORD_FIELDS)})"
-    f" VALUES ({', '.join('?' for _ in CALL_RECORD_FIELDS)})"
+_CHAIN_COLUMNS: Final = (
+    "seq",
+    "salt",
+    "caller_commit",
+    "callee_commit",
+    "a_call_id_commit",
+    "prev_hash",
+    "hash",
 )
+_INSERT: Final = (
+    f"INSERT INTO cdrs ({', '.join(CALL_RECORD_FIELDS + _CHAIN_COLUMNS)})"
+    f" VALUES ({', '.join('?' for _ in CALL_RECORD_FIELDS + _CHAIN_COLUMNS)})"
+)
+_HEAD: Final = "SELECT seq, hash FROM cdrs ORDER BY seq DESC LIMIT 1"
 _SELECT: Final = f"SELECT {', '.join(CALL_RECORD_FIELDS)} FROM cdrs"
 _RETRY_FIRST_S: Final = 0.05
 _RETRY_MAX_S: Final = 2.0
@@ -197,21 +212,20 @@ class CdrWriter:
             flushes = []
 
     def _commit(self, conn: sqlite3.Connection, batch: Sequence[CallRecord]) -> None:
-        rows = [record_row(record) for record in batch]
         delay = _RETRY_FIRST_S
         while True:
             try:
-                self._insert(conn, rows)
+                self._insert(conn, batch)
             except sqlite3.IntegrityError:
-                self._insert_one_by_one(conn, rows)
+                self._insert_one_by_one(conn, batch)
                 return
             except sqlite3.Error:
                 self.commit_errors += 1
-                log.exception("CDR commit of %d rows failed; retrying in %.2fs", len(rows), delay)
+                log.exception("CDR commit of %d rows failed; retrying in %.2fs", len(batch), delay)
                 time.sleep(delay)
                 delay = min(delay * 2, _RETRY_MAX_S)
                 continue
-            self._count_written(len(rows))
+            self._count_written(len(batch))
             return
 
     def _count_written(self, rows: int) -> None:
@@ -220,10 +234,14 @@ class CdrWriter:
             self.batches += 1
             self._progress.notify_all()
 
-    def _insert(self, conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+    def _insert(self, conn: sqlite3.Connection, records: Sequence[CallRecord]) -> None:
         conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.executemany(_INSERT, rows)
+            # The head is read inside the write transaction: seq order is chain order even
+            # when several processes share the database file.
+            head = conn.execute(_HEAD).fetchone()
+            head_seq, head_hash = (0, GENESIS) if head is None else (head[0], head[1] or GENESIS)
+            conn.executemany(_INSERT, chained_rows(records, head_seq, head_hash))
         except BaseException:
             # SQLite may already have rolled back (e.g. SQLITE_FULL); a second ROLLBACK would
             # raise and hide the original error.
@@ -232,22 +250,22 @@ class CdrWriter:
             raise
         conn.execute("COMMIT")
 
-    def _insert_one_by_one(self, conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
-        for row in rows:
+    def _insert_one_by_one(self, conn: sqlite3.Connection, records: Sequence[CallRecord]) -> None:
+        for record in records:
             try:
-                self._insert_with_retry(conn, row)
+                self._insert_with_retry(conn, record)
             except sqlite3.IntegrityError as exc:
                 self.dropped += 1
                 # Only the id: the row holds real numbers (design.md §4).
-                log.error("CDR %s dropped: %s", row[0], exc)
+                log.error("CDR %s dropped: %s", record.id, exc)
             else:
                 self._count_written(1)
 
-    def _insert_with_retry(self, conn: sqlite3.Connection, row: tuple[Any, ...]) -> None:
+    def _insert_with_retry(self, conn: sqlite3.Connection, record: CallRecord) -> None:
         delay = _RETRY_FIRST_S
         while True:
             try:
-                self._insert(conn, (row,))
+                self._insert(conn, (record,))
                 return
             except sqlite3.IntegrityError:
                 raise
@@ -256,6 +274,62 @@ class CdrWriter:
                 log.exception("CDR commit of one row failed; retrying in %.2fs", delay)
                 time.sleep(delay)
                 delay = min(delay * 2, _RETRY_MAX_S)
+
+
+def chained_rows(
+    records: Sequence[CallRecord], head_seq: int, head_hash: str
+) -> list[tuple[Any, ...]]:
+    """``_INSERT`` rows for ``records`` appended after the head (``head_seq``, ``head_hash``):
+    each with a fresh salt, its commitments, ``seq``, ``prev_hash`` and ``hash``
+    (``proxy.cdr.chain``)."""
+    rows: list[tuple[Any, ...]] = []
+    seq = head_seq
+    prev_hash = head_hash
+    for r in records:
+        seq += 1
+        salt = new_salt()
+        caller_commit = commit(salt, "caller", r.caller)
+        callee_commit = commit(salt, "callee", r.callee)
+        a_call_id_commit = commit(salt, "a_call_id", r.a_call_id)
+        digest = record_hash(
+            (
+                seq,
+                r.id,
+                r.tenant,
+                r.binding_id,
+                r.x,
+                caller_commit,
+                callee_commit,
+                r.direction,
+                a_call_id_commit,
+                r.b_call_id,
+                ms(r.invite_at),
+                ms(r.ring_at),
+                ms(r.answer_at),
+                ms(r.end_at),
+                r.disposition,
+                r.reject_reason,
+                r.sip_status,
+                r.q850_cause,
+                r.released_by,
+                r.node,
+                prev_hash,
+            )
+        )
+        rows.append(
+            (
+                *record_row(r),
+                seq,
+                salt,
+                caller_commit,
+                callee_commit,
+                a_call_id_commit,
+                prev_hash,
+                digest,
+            )
+        )
+        prev_hash = digest
+    return rows
 
 
 def read_records(

@@ -300,16 +300,44 @@ def test_start_reports_an_unopenable_database(tmp_path: Path) -> None:
         cdr_writer.start()
 
 
-def test_cdrs_table_reserves_the_hash_chain_columns(writer: CdrWriter, db_path: Path) -> None:
+def test_writer_chains_records_at_commit_time(writer: CdrWriter, db_path: Path) -> None:
     writer.submit(answered(1))
+    writer.submit(rejected(2))
     assert writer.flush(timeout=10)
     conn = db.open_database(db_path)
-    columns = [row[1] for row in conn.execute("PRAGMA table_info(cdrs)")]
-    assert columns == ["seq", *CALL_RECORD_FIELDS, "prev_hash", "hash"]
-    assert conn.execute("SELECT prev_hash, hash FROM cdrs").fetchall() == [(None, None)]
+    columns = [row[1] for row in conn.execute("PRAGMA table_xinfo(cdrs)")]
+    assert columns[: len(CALL_RECORD_FIELDS) + 3] == [
+        "seq",
+        *CALL_RECORD_FIELDS,
+        "prev_hash",
+        "hash",
+    ]
+    assert {"salt", "caller_commit", "ring_s", "talk_s"} <= set(columns)
+    rows = conn.execute(
+        "SELECT seq, prev_hash, hash, salt, ring_s, talk_s FROM cdrs ORDER BY seq"
+    ).fetchall()
+    assert [row[0] for row in rows] == [1, 2]
+    assert rows[0][1] == "0" * 64
+    assert rows[1][1] == rows[0][2] and len(rows[1][2]) == 64 and rows[0][2] != rows[1][2]
+    assert rows[0][3] != rows[1][3] and len(rows[0][3]) == 32
+    assert rows[0][4:] == (4.75, 60.0) and rows[1][4:] == (None, 0.0)
     indexes = {row[1] for row in conn.execute("PRAGMA index_list(cdrs)")}
     assert {"cdrs_invite_at", "cdrs_x", "cdrs_tenant"} <= indexes
     conn.close()
+
+
+def test_writer_continues_the_chain_of_an_earlier_writer(db_path: Path) -> None:
+    for n in range(3):
+        cdr_writer = CdrWriter(db_path, batch_rows=2)
+        cdr_writer.start()
+        cdr_writer.submit(answered(2 * n))
+        cdr_writer.submit(answered(2 * n + 1))
+        assert cdr_writer.close(timeout=10)
+    conn = db.open_database(db_path)
+    rows = conn.execute("SELECT seq, prev_hash, hash FROM cdrs ORDER BY seq").fetchall()
+    conn.close()
+    assert [row[0] for row in rows] == list(range(1, 7))
+    assert all(rows[i][1] == rows[i - 1][2] for i in range(1, 6))
 
 
 def test_writer_rejects_bad_batch_settings(db_path: Path) -> None:
