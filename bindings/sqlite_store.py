@@ -1,33 +1,55 @@
-"""SQLite binding store (design.md §3, §5): indexed point lookups on (X, party).
+"""SQLite binding store (design.md §3, §5): indexed point lookups on (X, party), the number
+pool and the allocator, with every change written to the audit log in its own transaction.
 
-Threading: one ``SqliteBindingStore`` belongs to one thread, the event loop thread in the
-server; its connection keeps sqlite3's ``check_same_thread`` guard on. Other processes may
-use the same file at the same time (WAL): ``add`` checks the AXB reuse rule and inserts in
-one ``BEGIN IMMEDIATE`` transaction, so two processes cannot both bind a party on one X.
+Threading: one ``SqliteBindingStore`` belongs to one thread at a time (the event loop thread
+in the server, one API worker thread per request). Other connections and processes may use
+the same file at the same time (WAL): ``allocate`` reads the blocking bindings, chooses X and
+inserts in one ``BEGIN IMMEDIATE`` transaction, so two writers can never both bind a party
+on one X, and a repeated ``request_id`` finds the first binding.
 """
 
 from __future__ import annotations
 
+import builtins
 import sqlite3
-from dataclasses import replace
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Final
 
+from bindings.allocator import blocked_numbers, first_fit
 from bindings.models import (
+    DEFAULT_MAX_PER_X,
+    DEFAULT_QUARANTINE_S,
+    DEFAULT_TENANT,
+    UNSET,
+    Allocation,
     Binding,
+    BindingError,
     BindingModel,
     BindingNotFound,
     BindingStatus,
     Direction,
-    find_conflict,
+    NoFreeNumber,
+    NumberUnavailable,
+    PoolAddResult,
+    PoolNumber,
+    PoolNumberInUse,
+    PoolNumberNotFound,
+    PoolStats,
+    RequestIdReused,
+    Unset,
+    ended_binding,
+    updated_binding,
     validate_new_binding,
 )
 from bindings.store import new_binding_id
+from proxy import audit
 from proxy.db import open_database, transaction
 
 _COLUMNS: Final = (
     "id, a, b, x, created_at, tenant, model, expires_at, direction, max_call_s, order_id, "
-    "scenario, status, ended_at"
+    "scenario, status, ended_at, request_id"
 )
 _LIVE: Final = "status = 'active' AND (expires_at IS NULL OR expires_at > :now)"
 
@@ -50,38 +72,95 @@ _FIND_LATEST: Final = (
     "  WHERE x = :x AND b = :caller ORDER BY created_at DESC, seq DESC LIMIT 1)"
     ") ORDER BY created_at DESC, seq DESC LIMIT 1"
 )
-# Reuse-rule check: live bindings on X holding A or B in either role, on the live indexes
-# (left to itself the planner picks the full ones and walks each party's history).
-_LIVE_FOR_PARTIES: Final = (
-    f"SELECT {_COLUMNS} FROM bindings INDEXED BY bindings_live_x_a"
-    f" WHERE x = :x AND a IN (:a, :b) AND {_LIVE}"
-    f" UNION ALL SELECT {_COLUMNS} FROM bindings INDEXED BY bindings_live_x_b"
-    f" WHERE x = :x AND b IN (:a, :b) AND {_LIVE}"
+# Allocation: every binding of A or B that can still block a number — active ones (the
+# sweep just before has ended the lapsed ones) and those ended within the quarantine.
+_BLOCKING_HISTORY: Final = (
+    f"SELECT {_COLUMNS} FROM bindings INDEXED BY bindings_a"
+    " WHERE a IN (:a, :b) AND (status = 'active' OR ended_at > :horizon)"
+    f" UNION ALL SELECT {_COLUMNS} FROM bindings INDEXED BY bindings_b"
+    " WHERE b IN (:a, :b) AND (status = 'active' OR ended_at > :horizon)"
 )
 _INSERT: Final = (
     f"INSERT INTO bindings ({_COLUMNS}) VALUES"
     " (:id, :a, :b, :x, :created_at, :tenant, :model, :expires_at, :direction, :max_call_s,"
-    " :order_id, :scenario, :status, :ended_at)"
+    " :order_id, :scenario, :status, :ended_at, :request_id)"
 )
+_DUE: Final = (
+    f"SELECT {_COLUMNS} FROM bindings INDEXED BY bindings_live_expires"
+    " WHERE status = 'active' AND expires_at <= ?"
+)
+# Candidates in preference order: numbers at the cap are skipped by the query itself.
+_CANDIDATES_IN_CITY: Final = (
+    "SELECT x FROM pool_numbers INDEXED BY pool_tenant_city_seq"
+    " WHERE tenant IS :tenant AND city = :city AND live_count < :cap ORDER BY seq"
+)
+_CANDIDATES: Final = (
+    "SELECT x FROM pool_numbers INDEXED BY pool_tenant_seq"
+    " WHERE tenant IS :tenant AND live_count < :cap ORDER BY seq"
+)
+_POOL_COLUMNS: Final = "x, tenant, city, added_at, live_count"
+# A tenant's view of the pool: its own numbers and the shared ones.
+_POOL_SCOPE: Final = "(:all OR tenant = :tenant OR tenant IS NULL)"
 
 
 def _binding_from_row(row: tuple[Any, ...]) -> Binding:
     return Binding(*row)
 
 
-class SqliteBindingStore:
-    """``BindingStore`` on a SQLite connection opened by ``proxy.db.open_database``."""
+def _pool_number_from_row(row: tuple[Any, ...]) -> PoolNumber:
+    return PoolNumber(*row)
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+
+def _snapshot(binding: Binding) -> dict[str, Any]:
+    """A binding as the audit log keeps it (real numbers under keys it masks on display)."""
+    return asdict(binding)
+
+
+class SqliteBindingStore:
+    """``BindingStore`` on a SQLite connection opened by ``proxy.db.open_database``.
+
+    ``quarantine_s`` is how long a (party, X) pair stays blocked after its binding ends;
+    ``max_per_x`` caps the live bindings one pool number carries.
+    """
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        *,
+        quarantine_s: float = DEFAULT_QUARANTINE_S,
+        max_per_x: int = DEFAULT_MAX_PER_X,
+    ) -> None:
+        if quarantine_s < 0 or max_per_x < 1:
+            raise ValueError("quarantine_s must not be negative and max_per_x must be positive")
         self._conn = conn
+        self.quarantine_s = quarantine_s
+        self.max_per_x = max_per_x
 
     @classmethod
-    def open(cls, path: str | Path) -> SqliteBindingStore:
+    def open(
+        cls,
+        path: str | Path,
+        *,
+        quarantine_s: float = DEFAULT_QUARANTINE_S,
+        max_per_x: int = DEFAULT_MAX_PER_X,
+        check_same_thread: bool = True,
+    ) -> SqliteBindingStore:
         """Open (and create or migrate) the database at ``path``."""
-        return cls(open_database(path))
+        return cls(
+            open_database(path, check_same_thread=check_same_thread),
+            quarantine_s=quarantine_s,
+            max_per_x=max_per_x,
+        )
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The underlying connection (same thread rules as the store)."""
+        return self._conn
 
     def close(self) -> None:
         self._conn.close()
+
+    # -- bindings ------------------------------------------------------------------------
 
     def add(
         self,
@@ -90,14 +169,50 @@ class SqliteBindingStore:
         x: str,
         *,
         now: float,
-        tenant: str = "default",
+        tenant: str = DEFAULT_TENANT,
         model: BindingModel = "axb",
         expires_at: float | None = None,
         direction: Direction = "both",
         max_call_s: int | None = None,
         order_id: str | None = None,
         scenario: str | None = None,
+        actor: str = "cli",
     ) -> Binding:
+        return self.allocate(
+            a,
+            b,
+            now=now,
+            x=x,
+            tenant=tenant,
+            model=model,
+            expires_at=expires_at,
+            direction=direction,
+            max_call_s=max_call_s,
+            order_id=order_id,
+            scenario=scenario,
+            strict_pool=False,
+            actor=actor,
+        ).binding
+
+    def allocate(
+        self,
+        a: str,
+        b: str,
+        *,
+        now: float,
+        x: str | None = None,
+        tenant: str = DEFAULT_TENANT,
+        city: str | None = None,
+        request_id: str | None = None,
+        model: BindingModel = "axb",
+        expires_at: float | None = None,
+        direction: Direction = "both",
+        max_call_s: int | None = None,
+        order_id: str | None = None,
+        scenario: str | None = None,
+        strict_pool: bool = True,
+        actor: str = "cli",
+    ) -> Allocation:
         validate_new_binding(
             a=a,
             b=b,
@@ -109,29 +224,97 @@ class SqliteBindingStore:
             max_call_s=max_call_s,
             tenant=tenant,
         )
-        binding = Binding(
-            id=new_binding_id(),
-            a=a,
-            b=b,
-            x=x,
-            created_at=now,
-            tenant=tenant,
-            model=model,
-            expires_at=expires_at,
-            direction=direction,
-            max_call_s=max_call_s,
-            order_id=order_id,
-            scenario=scenario,
-        )
         with transaction(self._conn):
-            rows = self._conn.execute(
-                _LIVE_FOR_PARTIES, {"x": x, "a": a, "b": b, "now": now}
+            if request_id is not None:
+                earlier = self._by_request_id(tenant, request_id)
+                if earlier is not None:
+                    if (earlier.a, earlier.b) != (a, b) or x not in (None, earlier.x):
+                        raise RequestIdReused(request_id, earlier.id)
+                    return Allocation(earlier, replayed=True)
+            # Lapsed bindings end first, so that pool loads and the audit log are exact.
+            self._expire_due(now, "sweeper")
+            history = self._conn.execute(
+                _BLOCKING_HISTORY, {"a": a, "b": b, "horizon": now - self.quarantine_s}
             ).fetchall()
-            conflict = find_conflict(map(_binding_from_row, rows), a=a, b=b, x=x)
-            if conflict is not None:
-                raise conflict
-            self._conn.execute(_INSERT, _binding_params(binding))
-        return binding
+            blocked = blocked_numbers(
+                map(_binding_from_row, history),
+                a=a,
+                b=b,
+                now=now,
+                quarantine_s=self.quarantine_s,
+            )
+            if x is not None:
+                self._check_requested(x, tenant, strict_pool)
+                if x in blocked:
+                    raise blocked[x].refusal(x)
+                chosen = x
+            else:
+                found = first_fit(self._candidates(tenant, city), blocked)
+                if found is None:
+                    raise NoFreeNumber(
+                        f"no free privacy number for tenant {tenant!r}: every pool number"
+                        f" open to it is at its cap of {self.max_per_x} bindings or already"
+                        " carries A or B (live or in quarantine)"
+                    )
+                chosen = found
+            binding = Binding(
+                id=new_binding_id(),
+                a=a,
+                b=b,
+                x=chosen,
+                created_at=now,
+                tenant=tenant,
+                model=model,
+                expires_at=expires_at,
+                direction=direction,
+                max_call_s=max_call_s,
+                order_id=order_id,
+                scenario=scenario,
+                request_id=request_id,
+            )
+            self._conn.execute(_INSERT, asdict(binding))
+            audit.append(
+                self._conn,
+                at=now,
+                actor=actor,
+                action="binding.create",
+                subject=binding.id,
+                after=_snapshot(binding),
+            )
+        return Allocation(binding)
+
+    def _by_request_id(self, tenant: str, request_id: str) -> Binding | None:
+        row = self._conn.execute(
+            f"SELECT {_COLUMNS} FROM bindings WHERE tenant = ? AND request_id = ?",
+            (tenant, request_id),
+        ).fetchone()
+        return None if row is None else _binding_from_row(row)
+
+    def _check_requested(self, x: str, tenant: str, strict_pool: bool) -> None:
+        row = self._conn.execute(
+            "SELECT tenant, live_count FROM pool_numbers WHERE x = ?", (x,)
+        ).fetchone()
+        if row is None:
+            if strict_pool:
+                raise NumberUnavailable(f"X {x} is not in the number pool")
+            return
+        owner, live = row
+        if owner is not None and owner != tenant:
+            raise NumberUnavailable(f"X {x} belongs to another tenant")
+        if live >= self.max_per_x:
+            raise NumberUnavailable(f"X {x} already carries {live} live bindings (the cap)")
+
+    def _candidates(self, tenant: str, city: str | None) -> Iterator[str]:
+        tiers: list[tuple[str, Mapping[str, object]]] = []
+        if city is not None:
+            tiers += [
+                (_CANDIDATES_IN_CITY, {"tenant": tenant, "city": city}),
+                (_CANDIDATES_IN_CITY, {"tenant": None, "city": city}),
+            ]
+        tiers += [(_CANDIDATES, {"tenant": tenant}), (_CANDIDATES, {"tenant": None})]
+        for query, params in tiers:
+            for (x,) in self._conn.execute(query, {**params, "cap": self.max_per_x}):
+                yield x
 
     def get(self, binding_id: str) -> Binding | None:
         row = self._conn.execute(
@@ -139,7 +322,41 @@ class SqliteBindingStore:
         ).fetchone()
         return None if row is None else _binding_from_row(row)
 
-    def release(self, binding_id: str, now: float) -> Binding:
+    def update(
+        self,
+        binding_id: str,
+        now: float,
+        *,
+        expires_at: float | Unset | None = UNSET,
+        direction: Direction | None = None,
+        actor: str = "cli",
+    ) -> Binding:
+        with transaction(self._conn):
+            row = self._conn.execute(
+                f"SELECT {_COLUMNS} FROM bindings WHERE id = ?", (binding_id,)
+            ).fetchone()
+            if row is None:
+                raise BindingNotFound(binding_id)
+            before = _binding_from_row(row)
+            after = updated_binding(before, now, expires_at=expires_at, direction=direction)
+            if after == before:
+                return before
+            self._conn.execute(
+                "UPDATE bindings SET expires_at = ?, direction = ? WHERE id = ?",
+                (after.expires_at, after.direction, binding_id),
+            )
+            audit.append(
+                self._conn,
+                at=now,
+                actor=actor,
+                action="binding.update",
+                subject=binding_id,
+                before={"expires_at": before.expires_at, "direction": before.direction},
+                after={"expires_at": after.expires_at, "direction": after.direction},
+            )
+        return after
+
+    def release(self, binding_id: str, now: float, *, actor: str = "cli") -> Binding:
         with transaction(self._conn):
             row = self._conn.execute(
                 f"SELECT {_COLUMNS} FROM bindings WHERE id = ?", (binding_id,)
@@ -149,17 +366,21 @@ class SqliteBindingStore:
             binding = _binding_from_row(row)
             if binding.status != "active":
                 return binding
-            if binding.is_live(now):
-                status: BindingStatus = "released"
-                ended_at = now
-            else:
-                status = "expired"
-                ended_at = binding.expires_at if binding.expires_at is not None else now
+            ended = ended_binding(binding, now)
             self._conn.execute(
                 "UPDATE bindings SET status = ?, ended_at = ? WHERE id = ?",
-                (status, ended_at, binding_id),
+                (ended.status, ended.ended_at, binding_id),
             )
-        return replace(binding, status=status, ended_at=ended_at)
+            audit.append(
+                self._conn,
+                at=now,
+                actor=actor,
+                action="binding.release" if ended.status == "released" else "binding.expire",
+                subject=binding_id,
+                before={"status": binding.status},
+                after={"status": ended.status, "ended_at": ended.ended_at},
+            )
+        return ended
 
     def find_for_call(self, x: str, caller: str, now: float) -> Binding | None:
         params = {"x": x, "caller": caller, "now": now}
@@ -176,6 +397,8 @@ class SqliteBindingStore:
         status: BindingStatus | None = None,
         limit: int = 100,
         offset: int = 0,
+        *,
+        tenant: str | None = None,
     ) -> list[Binding]:
         clauses: list[str] = []
         params: dict[str, object] = {"limit": limit, "offset": offset}
@@ -188,6 +411,9 @@ class SqliteBindingStore:
         if status is not None:
             clauses.append("status = :status")
             params["status"] = status
+        if tenant is not None:
+            clauses.append("tenant = :tenant")
+            params["tenant"] = tenant
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         rows = self._conn.execute(
             f"SELECT {_COLUMNS} FROM bindings{where}"
@@ -196,30 +422,123 @@ class SqliteBindingStore:
         ).fetchall()
         return [_binding_from_row(row) for row in rows]
 
-    def expire_due(self, now: float) -> int:
+    def expire_due(self, now: float, *, actor: str = "sweeper") -> int:
         with transaction(self._conn):
-            cursor = self._conn.execute(
-                "UPDATE bindings SET status = 'expired', ended_at = expires_at"
-                " WHERE status = 'active' AND expires_at IS NOT NULL AND expires_at <= ?",
-                (now,),
+            return self._expire_due(now, actor)
+
+    def _expire_due(self, now: float, actor: str) -> int:
+        due = [_binding_from_row(row) for row in self._conn.execute(_DUE, (now,)).fetchall()]
+        if not due:
+            return 0
+        self._conn.executemany(
+            "UPDATE bindings SET status = 'expired', ended_at = expires_at WHERE id = ?",
+            [(binding.id,) for binding in due],
+        )
+        for binding in due:
+            audit.append(
+                self._conn,
+                at=now,
+                actor=actor,
+                action="binding.expire",
+                subject=binding.id,
+                before={"status": "active"},
+                after={"status": "expired", "ended_at": binding.expires_at},
             )
-        return cursor.rowcount
+        return len(due)
 
+    # -- the number pool -----------------------------------------------------------------
 
-def _binding_params(binding: Binding) -> dict[str, object]:
-    return {
-        "id": binding.id,
-        "a": binding.a,
-        "b": binding.b,
-        "x": binding.x,
-        "created_at": binding.created_at,
-        "tenant": binding.tenant,
-        "model": binding.model,
-        "expires_at": binding.expires_at,
-        "direction": binding.direction,
-        "max_call_s": binding.max_call_s,
-        "order_id": binding.order_id,
-        "scenario": binding.scenario,
-        "status": binding.status,
-        "ended_at": binding.ended_at,
-    }
+    def add_numbers(
+        self,
+        numbers: Sequence[str],
+        *,
+        now: float,
+        tenant: str | None = None,
+        city: str | None = None,
+        actor: str = "cli",
+    ) -> PoolAddResult:
+        if tenant == "":
+            raise BindingError("tenant must not be empty", field="tenant")
+        unique = list(dict.fromkeys(numbers))
+        with transaction(self._conn):
+            if tenant is not None:
+                self._conn.execute(
+                    "INSERT OR IGNORE INTO tenants (id, created_at) VALUES (?, ?)", (tenant, now)
+                )
+            before = self._conn.total_changes
+            # A number bound by the operator before it joined the pool starts with its load.
+            self._conn.executemany(
+                "INSERT INTO pool_numbers (x, tenant, city, added_at, live_count)"
+                " VALUES (?, ?, ?, ?, (SELECT count(*) FROM bindings INDEXED BY"
+                " bindings_live_x_a WHERE x = ? AND status = 'active'))"
+                " ON CONFLICT (x) DO NOTHING",
+                [(x, tenant, city, now, x) for x in unique],
+            )
+            added = self._conn.total_changes - before
+            if added:
+                audit.append(
+                    self._conn,
+                    at=now,
+                    actor=actor,
+                    action="pool.add",
+                    subject=unique[0] if len(unique) == 1 else f"{min(unique)}-{max(unique)}",
+                    after={"added": added, "tenant": tenant, "city": city},
+                )
+        return PoolAddResult(added=added, already_present=len(unique) - added)
+
+    def remove_number(self, x: str, *, now: float, actor: str = "cli") -> PoolNumber:
+        with transaction(self._conn):
+            self._expire_due(now, "sweeper")
+            row = self._conn.execute(
+                f"SELECT {_POOL_COLUMNS} FROM pool_numbers WHERE x = ?", (x,)
+            ).fetchone()
+            if row is None:
+                raise PoolNumberNotFound(f"{x} is not in the number pool")
+            number = _pool_number_from_row(row)
+            if number.live_bindings:
+                raise PoolNumberInUse(
+                    f"{x} still carries {number.live_bindings} live bindings", field="number"
+                )
+            self._conn.execute("DELETE FROM pool_numbers WHERE x = ?", (x,))
+            audit.append(
+                self._conn,
+                at=now,
+                actor=actor,
+                action="pool.remove",
+                subject=x,
+                before={"tenant": number.tenant, "city": number.city},
+            )
+        return number
+
+    def pool_number(self, x: str) -> PoolNumber | None:
+        row = self._conn.execute(
+            f"SELECT {_POOL_COLUMNS} FROM pool_numbers WHERE x = ?", (x,)
+        ).fetchone()
+        return None if row is None else _pool_number_from_row(row)
+
+    def list_pool(
+        self, tenant: str | None = None, limit: int = 1000, offset: int = 0
+    ) -> builtins.list[PoolNumber]:
+        rows = self._conn.execute(
+            f"SELECT {_POOL_COLUMNS} FROM pool_numbers WHERE {_POOL_SCOPE}"
+            " ORDER BY seq LIMIT :limit OFFSET :offset",
+            {"all": tenant is None, "tenant": tenant, "limit": limit, "offset": offset},
+        ).fetchall()
+        return [_pool_number_from_row(row) for row in rows]
+
+    def pool_stats(self, now: float, tenant: str | None = None) -> PoolStats:
+        self.expire_due(now)
+        numbers, live, busiest, free, in_use = self._conn.execute(
+            "SELECT count(*), coalesce(sum(live_count), 0), coalesce(max(live_count), 0),"
+            " coalesce(sum(max(:cap - live_count, 0)), 0), coalesce(sum(live_count > 0), 0)"
+            f" FROM pool_numbers WHERE {_POOL_SCOPE}",
+            {"all": tenant is None, "tenant": tenant, "cap": self.max_per_x},
+        ).fetchone()
+        return PoolStats(
+            numbers=numbers,
+            live_bindings=live,
+            max_per_number=self.max_per_x,
+            busiest_number_bindings=busiest,
+            free_capacity=free,
+            numbers_in_use=in_use,
+        )

@@ -10,17 +10,26 @@ its conflict check and insert in one write transaction.
 
 from __future__ import annotations
 
+import builtins
 import secrets
+from collections.abc import Sequence
 from typing import Final, Protocol
 
 from bindings.models import (
+    UNSET,
+    Allocation,
     Binding,
     BindingConflict,
     BindingError,
     BindingModel,
     BindingNotFound,
+    BindingRefused,
     BindingStatus,
     Direction,
+    PoolAddResult,
+    PoolNumber,
+    PoolStats,
+    Unset,
 )
 
 __all__ = [
@@ -28,6 +37,7 @@ __all__ = [
     "BindingConflict",
     "BindingError",
     "BindingNotFound",
+    "BindingRefused",
     "BindingStore",
     "new_binding_id",
 ]
@@ -59,11 +69,62 @@ class BindingStore(Protocol):
         max_call_s: int | None = None,
         order_id: str | None = None,
         scenario: str | None = None,
+        actor: str = "cli",
     ) -> Binding:
-        """Store a new active binding created at ``now`` and return it.
+        """Store a new active binding on the operator's chosen X, created at ``now``.
 
-        Raises ``BindingConflict`` when A or B already appears, in either role, in a live
-        binding on X (the AXB reuse rule), ``BindingError`` for a malformed request.
+        X need not be in the pool (the operator owns the numbers); when it is, its tenant
+        and cap apply. Raises ``BindingConflict`` when A or B already appears, in either
+        role, in a live binding on X (the AXB reuse rule), ``NumberQuarantined`` when one of
+        them left X with someone else less than the quarantine ago, ``BindingError`` for a
+        malformed request.
+        """
+        ...
+
+    def allocate(
+        self,
+        a: str,
+        b: str,
+        *,
+        now: float,
+        x: str | None = None,
+        tenant: str = "default",
+        city: str | None = None,
+        request_id: str | None = None,
+        model: BindingModel = "axb",
+        expires_at: float | None = None,
+        direction: Direction = "both",
+        max_call_s: int | None = None,
+        order_id: str | None = None,
+        scenario: str | None = None,
+        strict_pool: bool = True,
+        actor: str = "cli",
+    ) -> Allocation:
+        """Bind A and B through ``x``, or through the first pool number that may take them.
+
+        Candidates, in order: the tenant's own numbers in ``city``, shared ones in ``city``,
+        then the tenant's own and shared ones anywhere, each in the order they joined the
+        pool; numbers at the per-X cap are skipped. A ``request_id`` already used by the
+        tenant returns that binding (``replayed``) if the parties match, else raises
+        ``RequestIdReused``. ``strict_pool`` refuses an ``x`` outside the pool.
+        Raises ``BindingRefused`` subclasses (conflict, quarantine, no free number, X
+        unavailable) and ``BindingError`` for malformed requests.
+        """
+        ...
+
+    def update(
+        self,
+        binding_id: str,
+        now: float,
+        *,
+        expires_at: float | Unset | None = UNSET,
+        direction: Direction | None = None,
+        actor: str = "cli",
+    ) -> Binding:
+        """Change a live binding's expiry (None: until released) and/or direction.
+
+        Raises ``BindingNotFound``, ``BindingEnded`` for an ended binding, ``BindingError``
+        for an expiry not in the future.
         """
         ...
 
@@ -71,7 +132,7 @@ class BindingStore(Protocol):
         """The binding with this id, whatever its status."""
         ...
 
-    def release(self, binding_id: str, now: float) -> Binding:
+    def release(self, binding_id: str, now: float, *, actor: str = "cli") -> Binding:
         """End a binding at ``now`` and return it as stored.
 
         A binding that already ended is returned unchanged; one past its expiry that no
@@ -96,10 +157,45 @@ class BindingStore(Protocol):
         status: BindingStatus | None = None,
         limit: int = 100,
         offset: int = 0,
+        *,
+        tenant: str | None = None,
     ) -> list[Binding]:
-        """Stored bindings, newest first, filtered on party (A or B), X and stored status."""
+        """Stored bindings, newest first, filtered on party (A or B), X, stored status and
+        tenant."""
         ...
 
-    def expire_due(self, now: float) -> int:
+    def expire_due(self, now: float, *, actor: str = "sweeper") -> int:
         """Mark active bindings whose ``expires_at`` has passed as expired; return how many."""
+        ...
+
+    def add_numbers(
+        self,
+        numbers: Sequence[str],
+        *,
+        now: float,
+        tenant: str | None = None,
+        city: str | None = None,
+        actor: str = "cli",
+    ) -> PoolAddResult:
+        """Add privacy numbers (already normalised) to the pool: ``tenant`` None is the
+        shared pool. Numbers already there are left as they are and counted."""
+        ...
+
+    def remove_number(self, x: str, *, now: float, actor: str = "cli") -> PoolNumber:
+        """Take an unused number out of the pool; ``PoolNumberNotFound``,
+        ``PoolNumberInUse`` while live bindings use it."""
+        ...
+
+    def pool_number(self, x: str) -> PoolNumber | None:
+        """One pool number with its live load."""
+        ...
+
+    def list_pool(
+        self, tenant: str | None = None, limit: int = 1000, offset: int = 0
+    ) -> builtins.list[PoolNumber]:
+        """Pool numbers in the order they joined; ``tenant`` limits to its own and shared."""
+        ...
+
+    def pool_stats(self, now: float, tenant: str | None = None) -> PoolStats:
+        """Numbers, live bindings, free capacity, for the whole pool or a tenant's view."""
         ...

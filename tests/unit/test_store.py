@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -28,13 +29,28 @@ T0 = 1_800_000_000.0
 
 
 @pytest.fixture(params=["sqlite", "memory"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BindingStore]:
-    if request.param == "memory":
-        yield MemoryBindingStore()
-        return
-    sqlite_store = SqliteBindingStore.open(tmp_path / "bindings.db")
-    yield sqlite_store
-    sqlite_store.close()
+def make_store(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[Callable[..., BindingStore]]:
+    """A factory of empty stores of one kind; keyword arguments go to the constructor."""
+    opened: list[SqliteBindingStore] = []
+
+    def make(**options: Any) -> BindingStore:
+        if request.param == "memory":
+            return MemoryBindingStore(**options)
+        sqlite_store = SqliteBindingStore.open(tmp_path / f"bindings{len(opened)}.db", **options)
+        opened.append(sqlite_store)
+        return sqlite_store
+
+    yield make
+    for sqlite_store in opened:
+        sqlite_store.close()
+
+
+@pytest.fixture
+def store(make_store: Callable[..., BindingStore]) -> BindingStore:
+    """A store without quarantine: the reuse rule alone (quarantine has its own tests)."""
+    return make_store(quarantine_s=0)
 
 
 # ── the Binding value ──────────────────────────────────────────────────────────────────────
@@ -169,9 +185,10 @@ def test_ended_bindings_free_their_parties(store: BindingStore) -> None:
     store.release(released.id, T0 + 10)
     store.add(A, C, X, now=T0 + 11)
     expiring = store.add(D, B, X, now=T0 + 11, expires_at=T0 + 20)
-    # Past expiry the party is free again even though no sweeper ran.
+    # Past expiry the party is free again even though no sweeper ran; the allocation marks
+    # the lapsed binding expired, at its expiry, on the way.
     store.add(B, "+8613300133000", X, now=T0 + 20)
-    assert store.get(expiring.id) == expiring
+    assert store.get(expiring.id) == replace(expiring, status="expired", ended_at=T0 + 20)
 
 
 # ── routing lookups ────────────────────────────────────────────────────────────────────────
@@ -299,8 +316,8 @@ def _shape(binding: Binding | None, ids: dict[str, int]) -> tuple[object, ...] |
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(_operation, max_size=40))
 def test_sqlite_and_memory_stores_agree(operations: list[tuple[object, ...]]) -> None:
-    sqlite_store = SqliteBindingStore(db.open_database(":memory:"))
-    memory_store = MemoryBindingStore()
+    sqlite_store = SqliteBindingStore(db.open_database(":memory:"), quarantine_s=15)
+    memory_store = MemoryBindingStore(quarantine_s=15)
     stores: tuple[BindingStore, BindingStore] = (sqlite_store, memory_store)
     # Each store makes its own random ids; compare them by creation index.
     ids: tuple[dict[str, int], dict[str, int]] = ({}, {})
@@ -395,13 +412,29 @@ def test_routing_lookups_use_the_indexes(tmp_path: Path) -> None:
     params = {"x": X, "caller": A, "a": A, "b": B, "now": T0}
     for query, wanted in (
         (sqlite_store._FIND_LIVE, ("bindings_live_x_a", "bindings_live_x_b")),
-        (sqlite_store._LIVE_FOR_PARTIES, ("bindings_live_x_a", "bindings_live_x_b")),
         (sqlite_store._FIND_LATEST, ("bindings_x_a_created", "bindings_x_b_created")),
     ):
         plan = " | ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {query}", params))
         for index in wanted:
             assert f"USING INDEX {index} (x=? AND " in plan, plan
         assert "SCAN bindings" not in plan, plan
+    allocation_queries = (
+        (sqlite_store._BLOCKING_HISTORY, {"a": A, "b": B, "horizon": T0}, ("bindings_a (a=?)",)),
+        (sqlite_store._CANDIDATES, {"tenant": "t", "cap": 5}, ("pool_tenant_seq (tenant=?)",)),
+        (
+            sqlite_store._CANDIDATES_IN_CITY,
+            {"tenant": None, "city": "bj", "cap": 5},
+            ("pool_tenant_city_seq (tenant=? AND city=?)",),
+        ),
+        (sqlite_store._DUE, (T0,), ("bindings_live_expires (expires_at<?)",)),
+    )
+    for query, query_params, wanted in allocation_queries:
+        plan = " | ".join(
+            row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {query}", query_params)
+        )
+        for index in wanted:
+            assert index in plan, plan
+        assert "SCAN" not in plan and "TEMP B-TREE" not in plan, plan
     conn.close()
 
 
