@@ -219,7 +219,7 @@ def _rows(
 def _write_csv(
     out: IO[str], columns: tuple[str, ...], rows: Iterator[tuple[Any, ...]]
 ) -> Iterator[tuple[Any, ...]]:
-    writer = csv.writer(out, lineterminator="\n")
+    writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(columns)
     for row in rows:
         writer.writerow(
