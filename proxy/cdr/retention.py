@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from proxy import audit
 from proxy.cdr.chain import ms
-from proxy.cdr.checkpoint import public_key_id
+from proxy.cdr.checkpoint import Checkpoint, public_key_id, take_checkpoint
 from proxy.cdr.record import PURGED_PREFIX
 from proxy.db import transaction
 
@@ -211,3 +211,22 @@ def retention_status(conn: sqlite3.Connection) -> dict[str, object]:
             for seq, at, cutoff, first, last, count, kid, signed in runs
         ],
     }
+
+
+def daily_maintenance(
+    conn: sqlite3.Connection,
+    now: float,
+    *,
+    retention_days: float | None,
+    retention_key: bytes | None,
+    signing_key: Ed25519PrivateKey | None = None,
+) -> tuple[int, Checkpoint]:
+    """What ``serve`` runs once a day: purge records older than ``retention_days`` (when
+    set; it needs ``retention_key``), then store the day's checkpoint. Returns (records
+    purged, checkpoint). Blocking (SQLite): run it off the event loop thread."""
+    purged = 0
+    if retention_days is not None:
+        if retention_key is None:
+            raise ValueError("a retention period needs a retention key")
+        purged = purge_older_than(conn, retention_days, now, retention_key, signing_key=signing_key)
+    return purged, take_checkpoint(conn, now, signing_key)
