@@ -341,10 +341,12 @@ class Message:
 
     def validate(self) -> None:
         """Check what every element relies on (RFC 3261 §8.1.1, §8.2.2, RFC 4475 §3)."""
+        keys = self._keys or self._key_index()
         for key in _SINGLE:
-            self._single(key)
+            if keys.count(key) > 1:
+                raise BadRequest(f"more than one {canonical_name(key)} header")
         for key in _MANDATORY:
-            if not self.has(key):
+            if key not in keys:
                 raise BadRequest(f"missing {canonical_name(key)} header")
         _ = self.vias, self.from_, self.to, self.call_id, self.cseq
         self.max_forwards  # noqa: B018 - parses and range-checks
