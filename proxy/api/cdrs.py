@@ -69,7 +69,7 @@ def _when(text: str | None, name: str, *, end_of_day: bool = False) -> float | N
     try:
         return parse_when(text, end_of_day=end_of_day)
     except ExportError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=f"{name}: {exc}") from exc
+        raise HTTPException(422, detail=f"{name}: {exc}") from exc
 
 
 def _item(row: tuple[Any, ...]) -> dict[str, Any]:
