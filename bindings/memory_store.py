@@ -205,9 +205,9 @@ class MemoryBindingStore:
         if city is not None:
             tiers += [(tenant, city), (None, city)]
         tiers += [(tenant, None), (None, None)]
-        in_order = sorted(self._pool.items(), key=lambda item: item[1].seq)
         for owner, wanted_city in tiers:
-            for x, entry in in_order:
+            # Dicts keep insertion order, which is the pool's seq order.
+            for x, entry in self._pool.items():
                 if (
                     entry.tenant == owner
                     and (wanted_city is None or entry.city == wanted_city)
@@ -337,7 +337,7 @@ class MemoryBindingStore:
     ) -> builtins.list[PoolNumber]:
         in_scope = [
             number
-            for x, entry in sorted(self._pool.items(), key=lambda item: item[1].seq)
+            for x, entry in self._pool.items()
             if tenant is None or entry.tenant in (tenant, None)
             for number in (self.pool_number(x),)
             if number is not None
