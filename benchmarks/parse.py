@@ -40,25 +40,34 @@ def ours_parse(data: bytes) -> object:
     return parse(data)
 
 
-# The typed work, the same on both sides: the From and To addresses with their URIs
-# and tags, every Via value with its branch, the CSeq number and method, the Call-ID.
-# sipmessage parses a value on each property read and caches nothing, so each view is
-# read once and bound: reading ``message.cseq`` twice would parse CSeq twice on its
+# The typed work, the same on both sides: what a transaction-stateful element reads to
+# decide on a message (RFC 3261 §17.1.3, §17.2.3, §12.2): the From and To addresses with
+# their URIs and tags, the top Via's sent-by and branch, the CSeq number and method, the
+# Call-ID. sipmessage's only Via accessor parses every Via value; ours parses the top one
+# when only the top one is asked for (design.md §5), and the "+all Vias" row reads them
+# all. sipmessage parses a value on each property read and caches nothing, so each view
+# is read once and bound: reading ``message.cseq`` twice would parse CSeq twice on its
 # side only.
 
 
 def ours_views(message: Request | Response) -> object:
-    from_, to, cseq = message.from_, message.to, message.cseq
+    from_, to, cseq, top = message.from_, message.to, message.cseq, message.top_via
     return (
         from_.uri,
         from_.tag,
         to.uri,
         to.tag,
-        [via.branch for via in message.vias],
+        top.sent_by,
+        top.branch,
         cseq.number,
         cseq.method,
         message.call_id,
     )
+
+
+def ours_all_vias(data: bytes) -> object:
+    message = parse(data)
+    return ours_views(message), [via.branch for via in message.vias]
 
 
 def ours_typed(data: bytes) -> object:
@@ -84,13 +93,14 @@ def theirs_parse(data: bytes) -> object:
 
 
 def theirs_views(message: sipmessage.Request | sipmessage.Response) -> object:
-    from_, to, cseq = message.from_address, message.to_address, message.cseq
+    from_, to, cseq, top = message.from_address, message.to_address, message.cseq, message.via[0]
     return (
         from_.uri,
         from_.parameters.get("tag"),
         to.uri,
         to.parameters.get("tag"),
-        [via.parameters.get("branch") for via in message.via],
+        (top.host, top.port),
+        top.parameters.get("branch"),
         cseq.sequence,
         cseq.method,
         message.call_id,
@@ -126,6 +136,7 @@ def main() -> int:
         rows: list[tuple[str, Callable[[], object], Callable[[], object] | None]] = [
             ("parse", partial(ours_parse, data), partial(theirs_parse, data)),
             ("parse+typed", partial(ours_typed, data), partial(theirs_typed, data)),
+            ("+all Vias", partial(ours_all_vias, data), partial(theirs_typed, data)),
         ]
         if isinstance(ours_message, Request):
             rows.append(("+R-URI", partial(ours_typed_ruri, data), partial(theirs_typed, data)))
