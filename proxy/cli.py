@@ -1,11 +1,13 @@
-"""The ``privproxy`` command: bindings and call records from the shell.
+"""The ``privproxy`` command: bindings, the number pool, API keys, call records and the
+HTTP API, for operators working on the database directly.
 
 Real numbers are masked (``138****8000``) in every output, tables and JSON alike, unless
 ``--unmasked`` is given (design.md §1 Records, §4). Every subcommand takes ``--db``
-(default ``./privproxy.db``, or ``$PRIVPROXY_DB``).
+(default ``./privproxy.db``, or ``$PRIVPROXY_DB``). Changes are audited with actor ``cli``.
 
 Errors in arguments (a number that does not normalise, A equal to B, a binding that breaks
-the AXB reuse rule) name the argument and exit with status 2, as other usage errors do.
+the AXB reuse rule, no free number) name the argument and exit with status 2, as other
+usage errors do.
 """
 
 from __future__ import annotations
@@ -22,10 +24,23 @@ from typing import Annotated, Any, Final
 
 import typer
 
-from bindings.models import Binding, BindingConflict, BindingError, BindingStatus, Direction
+from bindings.keys import ApiKey, ApiKeyNotFound, create_api_key, list_api_keys, revoke_api_key
+from bindings.models import (
+    Binding,
+    BindingConflict,
+    BindingError,
+    BindingStatus,
+    Direction,
+    NumberQuarantined,
+    PoolError,
+    PoolNumber,
+    PoolNumberNotFound,
+    expand_range,
+)
 from bindings.sqlite_store import SqliteBindingStore
 from proxy.cdr.record import CallRecord, masked
 from proxy.cdr.writer import read_records
+from proxy.db import open_database
 from proxy.numbers import NumberError, NumberPlan, mask
 
 app = typer.Typer(
@@ -36,6 +51,14 @@ app = typer.Typer(
 )
 
 DEFAULT_DB: Final = Path("privproxy.db")
+CLI_ACTOR: Final = "cli"
+_BIND_HINTS: Final = {
+    "a": "'A'",
+    "b": "'B'",
+    "x": "'--x'",
+    "request_id": "'--request-id'",
+    "tenant": "'--tenant'",
+}
 
 DbOption = Annotated[
     Path,
@@ -151,7 +174,10 @@ def bind(
     b: Annotated[
         str, typer.Argument(metavar="B", help="Real number of party B.", show_default=False)
     ],
-    x: Annotated[str, typer.Option("--x", help="Privacy number to bind them through.")],
+    x: Annotated[
+        str | None,
+        typer.Option("--x", help="Privacy number to bind them through (default: allocate)."),
+    ] = None,
     ttl: Annotated[
         int | None, typer.Option("--ttl", min=1, help="Seconds until the binding expires.")
     ] = None,
@@ -164,35 +190,53 @@ def bind(
     ] = None,
     order_id: Annotated[str | None, typer.Option("--order-id", help="Platform order.")] = None,
     scenario: Annotated[str | None, typer.Option("--scenario", help="Bound purpose.")] = None,
+    city: Annotated[
+        str | None, typer.Option("--city", help="Preferred pool city when allocating.")
+    ] = None,
+    request_id: Annotated[
+        str | None, typer.Option("--request-id", help="Idempotency key (per tenant).")
+    ] = None,
     json_output: JsonOption = False,
     unmasked: UnmaskedOption = False,
     db: DbOption = DEFAULT_DB,
 ) -> None:
-    """Bind real numbers A and B through privacy number X (AXB)."""
+    """Bind real numbers A and B through privacy number X (AXB).
+
+    Without --x the allocator picks the first pool number open to the tenant that neither
+    party uses (nor left less than the quarantine ago). With --x the operator may name a
+    number outside the pool; the reuse rule and the quarantine still apply.
+    """
     real_a = _normalise("real", a, "'A'")
     real_b = _normalise("real", b, "'B'")
-    privacy_x = _normalise("privacy", x, "'--x'")
+    privacy_x = None if x is None else _normalise("privacy", x, "'--x'")
     if real_a == real_b:
         raise typer.BadParameter("A and B are the same number", param_hint="'B'")
     now = time.time()
     with _binding_store(db) as store:
         try:
-            binding = store.add(
+            binding = store.allocate(
                 real_a,
                 real_b,
-                privacy_x,
                 now=now,
+                x=privacy_x,
                 tenant=tenant,
+                city=city,
+                request_id=request_id,
                 expires_at=None if ttl is None else now + ttl,
                 direction=_DIRECTIONS[direction],
                 max_call_s=max_call_s,
                 order_id=order_id,
                 scenario=scenario,
-            )
+                strict_pool=False,
+                actor=CLI_ACTOR,
+            ).binding
         except BindingConflict as exc:
             raise typer.BadParameter(str(exc), param_hint=f"'{exc.role.upper()}'") from exc
+        except NumberQuarantined as exc:
+            raise typer.BadParameter(str(exc), param_hint="'--x'") from exc
         except BindingError as exc:
-            raise typer.BadParameter(str(exc)) from exc
+            hint = None if exc.field is None else _BIND_HINTS.get(exc.field)
+            raise typer.BadParameter(str(exc), param_hint=hint) from exc
     shown = _shown_binding(binding, unmasked)
     if json_output:
         _echo_json(dataclasses.asdict(shown))
@@ -213,7 +257,7 @@ def unbind(
         before = store.get(binding_id)
         if before is None:
             raise typer.BadParameter(f"no binding {binding_id}", param_hint="'ID'")
-        binding = store.release(binding_id, now)
+        binding = store.release(binding_id, now, actor=CLI_ACTOR)
     if before.status != "active":
         typer.echo(f"binding {binding_id} had already ended ({before.status})", err=True)
     shown = _shown_binding(binding, unmasked)
@@ -243,7 +287,7 @@ def list_bindings(
     now = time.time()
     with _binding_store(db) as store:
         # Sweep first so that --status and the status column agree with what routing does.
-        store.expire_due(now)
+        store.expire_due(now, actor=CLI_ACTOR)
         found = store.list(party=real_party, x=privacy_x, status=wanted, limit=limit, offset=offset)
     shown = [_shown_binding(binding, unmasked) for binding in found]
     if json_output:
@@ -265,6 +309,251 @@ def list_bindings(
         for binding in shown
     ]
     typer.echo(_table(headers, rows))
+
+
+# ── the number pool ───────────────────────────────────────────────────────────────────────
+
+pool_app = typer.Typer(help="The operator's privacy numbers.", no_args_is_help=True)
+app.add_typer(pool_app, name="pool")
+
+#: Numbers one `pool add` may add, ranges included.
+MAX_POOL_ADD: Final = 1_000_000
+
+
+@pool_app.command("add")
+def pool_add(
+    numbers: Annotated[
+        list[str] | None, typer.Argument(metavar="[NUMBER]...", help="Privacy numbers.")
+    ] = None,
+    ranges: Annotated[
+        list[str] | None,
+        typer.Option("--range", help="FIRST-LAST, both included (repeatable)."),
+    ] = None,
+    tenant: Annotated[
+        str | None, typer.Option("--tenant", help="Owner (default: the shared pool).")
+    ] = None,
+    city: Annotated[str | None, typer.Option("--city", help="City or area tag.")] = None,
+    json_output: JsonOption = False,
+    db: DbOption = DEFAULT_DB,
+) -> None:
+    """Add privacy numbers to the pool, one by one or as ranges."""
+    plan = NumberPlan()
+    wanted = [_normalise("privacy", text, "'NUMBER'") for text in numbers or ()]
+    for text in ranges or ():
+        try:
+            wanted += expand_range(
+                text,
+                prefix=plan.privacy_prefix,
+                length=plan.privacy_length,
+                limit=MAX_POOL_ADD,
+            )
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="'--range'") from exc
+    if not wanted:
+        raise typer.BadParameter("give at least one NUMBER or --range", param_hint="'NUMBER'")
+    with _binding_store(db) as store:
+        try:
+            result = store.add_numbers(
+                wanted, now=time.time(), tenant=tenant, city=city, actor=CLI_ACTOR
+            )
+        except BindingError as exc:
+            raise typer.BadParameter(str(exc), param_hint="'--tenant'") from exc
+    if json_output:
+        _echo_json(dataclasses.asdict(result))
+    else:
+        typer.echo(f"added {result.added}, already in the pool {result.already_present}")
+
+
+@pool_app.command("rm")
+def pool_rm(
+    number: Annotated[str, typer.Argument(metavar="NUMBER", help="Privacy number.")],
+    db: DbOption = DEFAULT_DB,
+) -> None:
+    """Take a number out of the pool (only when no live binding uses it)."""
+    x = _normalise("privacy", number, "'NUMBER'")
+    with _binding_store(db) as store:
+        try:
+            store.remove_number(x, now=time.time(), actor=CLI_ACTOR)
+        except (PoolError, PoolNumberNotFound) as exc:
+            raise typer.BadParameter(str(exc).strip("'\""), param_hint="'NUMBER'") from exc
+    typer.echo(f"removed {x}")
+
+
+def _pool_json(number: PoolNumber) -> dict[str, Any]:
+    return dataclasses.asdict(number)
+
+
+@pool_app.command("list")
+def pool_list(
+    tenant: Annotated[
+        str | None, typer.Option("--tenant", help="Only numbers this tenant may use.")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1)] = 1000,
+    offset: Annotated[int, typer.Option("--offset", min=0)] = 0,
+    json_output: JsonOption = False,
+    db: DbOption = DEFAULT_DB,
+) -> None:
+    """List pool numbers with their owner, city and live bindings."""
+    with _binding_store(db) as store:
+        store.expire_due(time.time(), actor=CLI_ACTOR)
+        found = store.list_pool(tenant, limit=limit, offset=offset)
+    if json_output:
+        _echo_json([_pool_json(number) for number in found])
+        return
+    rows = [
+        (
+            number.x,
+            number.tenant or "(shared)",
+            number.city or "-",
+            str(number.live_bindings),
+            _iso(number.added_at),
+        )
+        for number in found
+    ]
+    typer.echo(_table(("X", "TENANT", "CITY", "LIVE", "ADDED"), rows))
+
+
+@pool_app.command("stats")
+def pool_stats(
+    tenant: Annotated[
+        str | None, typer.Option("--tenant", help="The numbers this tenant may use.")
+    ] = None,
+    json_output: JsonOption = False,
+    db: DbOption = DEFAULT_DB,
+) -> None:
+    """Numbers, live bindings per number and free capacity."""
+    with _binding_store(db) as store:
+        stats = store.pool_stats(time.time(), tenant)
+    values = dataclasses.asdict(stats)
+    values["mean_bindings_per_number"] = round(stats.mean_bindings_per_number, 3)
+    if json_output:
+        _echo_json(values)
+        return
+    width = max(len(name) for name in values)
+    typer.echo("\n".join(f"{name.ljust(width)}  {value}" for name, value in values.items()))
+
+
+# ── API keys ──────────────────────────────────────────────────────────────────────────────
+
+apikey_app = typer.Typer(help="API keys of tenants and operators.", no_args_is_help=True)
+app.add_typer(apikey_app, name="apikey")
+
+
+def _key_json(key: ApiKey) -> dict[str, Any]:
+    return dataclasses.asdict(key)
+
+
+@apikey_app.command("create")
+def apikey_create(
+    tenant: Annotated[str, typer.Option("--tenant", help="Business user the key acts for.")],
+    admin: Annotated[
+        bool, typer.Option("--admin", help="Operator key: manages the pool, sees all tenants.")
+    ] = False,
+    label: Annotated[str | None, typer.Option("--label", help="A note for humans.")] = None,
+    json_output: JsonOption = False,
+    db: DbOption = DEFAULT_DB,
+) -> None:
+    """Create a key and print it once; only its hash is stored."""
+    conn = open_database(db)
+    try:
+        key, token = create_api_key(
+            conn, tenant=tenant, admin=admin, now=time.time(), actor=CLI_ACTOR, label=label
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--tenant'") from exc
+    finally:
+        conn.close()
+    if json_output:
+        _echo_json({**_key_json(key), "key": token})
+        return
+    typer.echo(token)
+    typer.echo(
+        f"key {key.id} for tenant {key.tenant}{' (admin)' if key.admin else ''}:"
+        " store it now, it is not shown again",
+        err=True,
+    )
+
+
+@apikey_app.command("list")
+def apikey_list(
+    tenant: Annotated[str | None, typer.Option("--tenant")] = None,
+    json_output: JsonOption = False,
+    db: DbOption = DEFAULT_DB,
+) -> None:
+    """List keys (never their secrets), revoked ones included."""
+    conn = open_database(db)
+    try:
+        keys = list_api_keys(conn, tenant)
+    finally:
+        conn.close()
+    if json_output:
+        _echo_json([_key_json(key) for key in keys])
+        return
+    rows = [
+        (
+            key.id,
+            key.tenant,
+            "yes" if key.admin else "no",
+            key.label or "-",
+            _iso(key.created_at),
+            _iso(key.revoked_at),
+        )
+        for key in keys
+    ]
+    typer.echo(_table(("ID", "TENANT", "ADMIN", "LABEL", "CREATED", "REVOKED"), rows))
+
+
+@apikey_app.command("revoke")
+def apikey_revoke(
+    key_id: Annotated[str, typer.Argument(metavar="ID", help="Key id (k_…).")],
+    db: DbOption = DEFAULT_DB,
+) -> None:
+    """Revoke a key: requests with it are refused at once."""
+    conn = open_database(db)
+    try:
+        key = revoke_api_key(conn, key_id, now=time.time(), actor=CLI_ACTOR)
+    except ApiKeyNotFound as exc:
+        raise typer.BadParameter(str(exc).strip("'\""), param_hint="'ID'") from exc
+    finally:
+        conn.close()
+    typer.echo(f"revoked {key.id} (tenant {key.tenant})")
+
+
+# ── the HTTP API alone ────────────────────────────────────────────────────────────────────
+
+
+@app.command()
+def api(
+    listen: Annotated[
+        str, typer.Option("--listen", help="HOST:PORT of the HTTP API.")
+    ] = "127.0.0.1:8080",
+    db: DbOption = DEFAULT_DB,
+) -> None:
+    """Serve the HTTP API (bindings, pool, call records) without the SIP proxy."""
+    import asyncio
+    import signal
+
+    from proxy.api.app import create_app, parse_listen, serve_api
+    from proxy.server import install_event_loop
+
+    try:
+        host, port = parse_listen(listen)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--listen'") from exc
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await serve_api(create_app(db), host, port, stop)
+
+    install_event_loop()
+    try:
+        asyncio.run(run())
+    except OSError as exc:
+        typer.echo(f"privproxy api: {exc}", err=True)
+        raise typer.Exit(1) from None
 
 
 def _cdr_json(record: CallRecord) -> dict[str, Any]:

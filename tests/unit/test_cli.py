@@ -150,7 +150,8 @@ def test_unbind_releases_and_frees_the_parties(db: Path) -> None:
     again = run(db, "unbind", binding_id)
     assert again.exit_code == 0
     assert "already ended (released)" in again.output
-    assert bind_json(db, A, C, "--x", X)["status"] == "active"
+    # The same pair may meet again on X ...
+    assert bind_json(db, B, A, "--x", X)["status"] == "active"
 
 
 def test_unbind_unknown_id_is_a_usage_error(db: Path) -> None:
@@ -288,3 +289,101 @@ def test_no_arguments_prints_help() -> None:
     result = runner.invoke(app, [])
     for command in ("bind", "unbind", "bindings", "cdrs"):
         assert command in result.output
+
+
+# ── allocation, quarantine, pool, API keys ────────────────────────────────────────────────
+
+X_POOL = ["700123456780000", "700123456780001", "700123456780002"]
+
+
+def test_bind_without_x_allocates_from_the_pool(db: Path) -> None:
+    assert run(db, "pool", "add", "--range", f"{X_POOL[0]}-{X_POOL[1]}").exit_code == 0
+    assert bind_json(db, A, B)["x"] == X_POOL[0]
+    assert bind_json(db, A, C)["x"] == X_POOL[1]
+    full = run(db, "bind", A, "+8618600186000")
+    assert full.exit_code == 2 and "no free privacy number" in full.output
+    assert_no_real_number(full.output)
+
+
+def test_a_released_party_is_quarantined_from_strangers_on_that_x(db: Path) -> None:
+    binding_id = str(bind_json(db, A, B, "--x", X)["id"])
+    assert run(db, "unbind", binding_id).exit_code == 0
+    refused = run(db, "bind", A, C, "--x", X)
+    assert refused.exit_code == 2
+    assert "quarantined" in refused.output and "'--x'" in refused.output
+    assert_no_real_number(refused.output)
+
+
+def test_bind_request_id_is_idempotent(db: Path) -> None:
+    run(db, "pool", "add", X_POOL[0])
+    first = bind_json(db, A, B, "--request-id", "r-1")
+    assert bind_json(db, A, B, "--request-id", "r-1")["id"] == first["id"]
+    other = run(db, "bind", A, C, "--request-id", "r-1")
+    assert other.exit_code == 2 and "'--request-id'" in other.output
+
+
+def test_pool_add_list_stats_rm(db: Path) -> None:
+    added = run(db, "pool", "add", X_POOL[0], "700 1234 5678 0001", "--tenant", "acme",
+                "--city", "beijing", "--json")  # fmt: skip
+    assert json.loads(added.stdout) == {"added": 2, "already_present": 0}
+    assert run(db, "pool", "add", X_POOL[2]).exit_code == 0
+    again = run(db, "pool", "add", X_POOL[2])
+    assert "already in the pool 1" in again.stdout
+    bind_json(db, A, B, "--tenant", "acme", "--city", "beijing")
+    table = run(db, "pool", "list").stdout
+    assert "(shared)" in table and "beijing" in table and "acme" in table
+    listed = json.loads(run(db, "pool", "list", "--json").stdout)
+    assert [(n["x"], n["live_bindings"]) for n in listed] == [
+        (X_POOL[0], 1),
+        (X_POOL[1], 0),
+        (X_POOL[2], 0),
+    ]
+    stats = json.loads(run(db, "pool", "stats", "--json").stdout)
+    assert (stats["numbers"], stats["live_bindings"], stats["free_capacity"]) == (3, 1, 14999)
+    assert "free_capacity" in run(db, "pool", "stats").stdout
+    busy = run(db, "pool", "rm", X_POOL[0])
+    assert busy.exit_code == 2 and "live bindings" in busy.output
+    assert run(db, "pool", "rm", X_POOL[1]).exit_code == 0
+    missing = run(db, "pool", "rm", X_POOL[1])
+    assert missing.exit_code == 2 and "not in the number pool" in missing.output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["pool", "add", "70012345678"],
+        ["pool", "add", "--range", f"{X_POOL[1]}-{X_POOL[0]}"],
+        ["pool", "add"],
+    ],
+)
+def test_pool_add_usage_errors(db: Path, args: list[str]) -> None:
+    assert run(db, *args).exit_code == 2
+
+
+def test_apikey_create_list_revoke(db: Path) -> None:
+    from bindings.keys import authenticate
+    from proxy.db import open_database
+
+    created = run(db, "apikey", "create", "--tenant", "acme", "--admin", "--json")
+    assert created.exit_code == 0, created.output
+    value = json.loads(created.stdout)
+    token = value["key"]
+    assert token.startswith("ppk.") and value["admin"] is True
+    conn = open_database(db)
+    stored = conn.execute("SELECT secret_hash FROM api_keys").fetchone()[0]
+    assert token.split(".")[2] not in stored, "only the hash is stored"
+    found = authenticate(conn, token)
+    assert found is not None and found.tenant == "acme"
+    plain = run(db, "apikey", "create", "--tenant", "globex")
+    assert plain.stdout.startswith("ppk.")
+    table = run(db, "apikey", "list").stdout
+    assert value["id"] in table and "globex" in table and token not in table
+    assert run(db, "apikey", "revoke", value["id"]).exit_code == 0
+    assert authenticate(conn, token) is None
+    conn.close()
+    assert run(db, "apikey", "revoke", "k_nope").exit_code == 2
+
+
+def test_api_rejects_a_bad_listen_address(db: Path) -> None:
+    result = run(db, "api", "--listen", "nowhere")
+    assert result.exit_code == 2 and "HOST:PORT" in result.output
