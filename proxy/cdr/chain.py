@@ -110,30 +110,28 @@ def ms(t: float | None) -> int | None:
     return None if t is None else round(t * 1000)
 
 
-def _text(value: object) -> bytes:
-    if value is None:
-        return b""
-    if isinstance(value, bool):
-        raise TypeError("booleans have no canonical form")
-    if isinstance(value, int):
-        if value < 0:
-            raise ValueError("canonical integers are non-negative")
-        return str(value).encode("ascii")
-    if isinstance(value, str):
-        return value.encode("utf-8")
-    raise TypeError(f"no canonical form for {type(value).__name__}")
-
-
 def canonical(values: Sequence[object]) -> bytes:
     """The canonical bytes of a record given as ``CHAINED_FIELDS`` values, with the four
-    times already in integer milliseconds (or None)."""
+    times already in integer milliseconds (or None). Raises TypeError/ValueError for a value
+    that has no canonical form (a float, a negative integer)."""
     if len(values) != len(CHAINED_FIELDS):
         raise ValueError(f"expected {len(CHAINED_FIELDS)} values, got {len(values)}")
-    parts = [CANONICAL_PREFIX]
+    parts: list[str] = []
+    append = parts.append
     for value in values:
-        data = _text(value)
-        parts.append(b"%d:%s," % (len(data), data))
-    return b"".join(parts)
+        if value is None:
+            append("0:,")
+            continue
+        kind = type(value)
+        if kind is str:
+            text: str = value  # type: ignore[assignment]
+        elif kind is int and value >= 0:  # type: ignore[operator]
+            text = str(value)
+        else:
+            raise TypeError(f"no canonical form for {value!r}")
+        size = len(text) if text.isascii() else len(text.encode())
+        append(f"{size}:{text},")
+    return CANONICAL_PREFIX + "".join(parts).encode()
 
 
 def record_hash(values: Sequence[object]) -> str:

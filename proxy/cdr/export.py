@@ -79,14 +79,17 @@ RECORD_COLUMNS: Final[tuple[str, ...]] = (
 )
 UNMASKED_COLUMNS: Final = (*RECORD_COLUMNS, "salt")
 
+
 _SELECT: Final = (
     "SELECT seq, id, tenant, binding_id, x, caller, callee, direction, a_call_id, b_call_id,"
     " invite_at, ring_at, answer_at, end_at, ring_s, talk_s, disposition, reject_reason,"
     " sip_status, q850_cause, released_by, node, redaction IS NOT NULL, caller_commit,"
     " callee_commit, a_call_id_commit, prev_hash, hash, salt FROM cdrs"
 )
-_FORMULA_START: Final = frozenset("=+-@\t\r'")
 _TIME_INDEXES: Final = (10, 11, 12, 13)
+# Columns whose text may come from outside (peers' Call-IDs, tenant names, numbers).
+_FREE_TEXT: Final = (1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 17, 20, 21)
+_FORMULA_START: Final = frozenset("=+-@\t\r'")
 
 
 class ExportError(ValueError):
@@ -195,17 +198,24 @@ def count_matching(conn: sqlite3.Connection, selection: ExportFilter) -> int:
 
 
 def _rows(
-    conn: sqlite3.Connection, selection: ExportFilter, unmask: bool
-) -> Iterator[tuple[Any, ...]]:
+    conn: sqlite3.Connection, selection: ExportFilter, unmask: bool, for_csv: bool
+) -> Iterator[list[Any]]:
     where, params = selection.where()
     cursor = conn.execute(f"{_SELECT}{where} ORDER BY seq", params)
+    cache: dict[int, str] = {}
     while chunk := cursor.fetchmany(5000):
+        if len(cache) > 100_000:
+            cache.clear()
         for row in chunk:
             values = list(row)
             for i in _TIME_INDEXES:
-                if values[i] is not None:
-                    values[i] = iso_ms(round(values[i] * 1000))
-            values[22] = bool(values[22])
+                t = values[i]
+                if t is not None:
+                    seconds, rest = divmod(round(t * 1000), 1000)
+                    head = cache.get(seconds)
+                    if head is None:
+                        head = cache[seconds] = iso_ms(seconds * 1000)[:19]
+                    values[i] = f"{head}.{rest:03d}Z"
             if not unmask:
                 values[5] = mask_party(values[5])
                 if values[6] is not None:
@@ -213,33 +223,36 @@ def _rows(
                 if values[8] is not None:
                     values[8] = mask_call_id(values[8])
                 del values[28]
-            yield tuple(values)
+            if for_csv:
+                for i in _FREE_TEXT:
+                    value = values[i]
+                    if value and value[0] in _FORMULA_START:
+                        values[i] = "'" + value
+                values[22] = "true" if values[22] else "false"
+            else:
+                values[22] = bool(values[22])
+            yield values
 
 
 def _write_csv(
-    out: IO[str], columns: tuple[str, ...], rows: Iterator[tuple[Any, ...]]
-) -> Iterator[tuple[Any, ...]]:
+    out: IO[str], columns: tuple[str, ...], rows: Iterator[list[Any]]
+) -> Iterator[list[Any]]:
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(columns)
+    writerow = writer.writerow
     for row in rows:
-        writer.writerow(
-            [
-                csv_cell(v)
-                if isinstance(v, str)
-                else ("" if v is None else ("true" if v is True else "false" if v is False else v))
-                for v in row
-            ]
-        )
+        writerow(row)
         yield row
 
 
 def _write_jsonl(
-    out: IO[str], columns: tuple[str, ...], rows: Iterator[tuple[Any, ...]]
-) -> Iterator[tuple[Any, ...]]:
+    out: IO[str], columns: tuple[str, ...], rows: Iterator[list[Any]]
+) -> Iterator[list[Any]]:
     dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+    write = out.write
     for row in rows:
-        out.write(dumps(dict(zip(columns, row, strict=True))))
-        out.write("\n")
+        write(dumps(dict(zip(columns, row, strict=True))))
+        write("\n")
         yield row
 
 
@@ -299,7 +312,7 @@ def export_records(
     conn.execute("BEGIN")
     try:
         with out.open("w", encoding="utf-8", newline="") as handle:
-            for row in write(handle, columns, _rows(conn, selection, unmask)):
+            for row in write(handle, columns, _rows(conn, selection, unmask, fmt == "csv")):
                 seq = row[0]
                 if first_seq is None:
                     first_seq = seq

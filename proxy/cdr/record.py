@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass, fields, replace
 from typing import Final, Literal, get_args
 
+import phonenumbers
+
 from proxy.numbers import mask
 
 Disposition = Literal["answered", "busy", "no_answer", "cancelled", "failed", "rejected"]
@@ -218,9 +220,32 @@ PURGED_PREFIX: Final = "h:"
 _NUMBER_RUN: Final = re.compile(r"\+?[0-9][0-9 ().-]{5,}[0-9]")
 
 
+_COUNTRY_CODE_SIZE: dict[str, int] = {}
+
+
+def _country_code_size(digits: str) -> int:
+    """Length of the E.164 country code that starts ``digits`` (codes are prefix-free)."""
+    head = digits[:3]
+    size = _COUNTRY_CODE_SIZE.get(head)
+    if size is None:
+        size = next(
+            (n for n in (1, 2, 3) if int(head[:n]) in phonenumbers.COUNTRY_CODE_TO_REGION_CODE), 0
+        )
+        _COUNTRY_CODE_SIZE[head] = size
+    return size
+
+
 def mask_party(value: str) -> str:
-    """A real number masked (``138****8000``); a retention token is shown as it is."""
-    return value if value.startswith(PURGED_PREFIX) else mask(value)
+    """A real number masked (``138****8000``, as ``proxy.numbers.mask``); a retention token
+    is shown as it is. E.164 numbers take a fast path: exports mask millions."""
+    if value.startswith(PURGED_PREFIX):
+        return value
+    digits = value[1:]
+    if value[:1] == "+" and len(digits) > 3 and digits.isdigit():
+        national = digits[_country_code_size(digits) :]
+        if len(national) >= 8:
+            return f"{national[:3]}****{national[-4:]}"
+    return mask(value)
 
 
 def mask_call_id(value: str) -> str:
@@ -233,6 +258,10 @@ def mask_call_id(value: str) -> str:
 
 def _mask_run(match: re.Match[str]) -> str:
     run = match.group(0)
+    if run.isdigit():
+        if len(run) >= 8:
+            return f"{run[:3]}****{run[-4:]}"
+        return mask(run)
     digits = sum(c.isdigit() for c in run)
     return mask(run) if digits >= 7 else run
 

@@ -19,6 +19,8 @@ record cannot stall every record after it.
 from __future__ import annotations
 
 import logging
+import operator
+import os
 import queue
 import sqlite3
 import threading
@@ -27,7 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from proxy.cdr.chain import GENESIS, commit, ms, new_salt, record_hash
+from proxy.cdr.chain import GENESIS, commit, ms, record_hash
 from proxy.cdr.record import CALL_RECORD_FIELDS, CallRecord
 from proxy.db import open_database
 
@@ -72,9 +74,13 @@ _STOP: Final = _Stop()
 _QueueItem = CallRecord | _Flush | _Stop
 
 
+_RECORD_VALUES: Final = operator.attrgetter(*CALL_RECORD_FIELDS)
+
+
 def record_row(record: CallRecord) -> tuple[Any, ...]:
     """The ``cdrs`` column values of ``record`` in ``CALL_RECORD_FIELDS`` order."""
-    return tuple(getattr(record, name) for name in CALL_RECORD_FIELDS)
+    values: tuple[Any, ...] = _RECORD_VALUES(record)
+    return values
 
 
 class CdrWriter:
@@ -285,9 +291,10 @@ def chained_rows(
     rows: list[tuple[Any, ...]] = []
     seq = head_seq
     prev_hash = head_hash
-    for r in records:
+    salts = os.urandom(16 * len(records)).hex()
+    for index, r in enumerate(records):
         seq += 1
-        salt = new_salt()
+        salt = salts[32 * index : 32 * index + 32]
         caller_commit = commit(salt, "caller", r.caller)
         callee_commit = commit(salt, "callee", r.callee)
         a_call_id_commit = commit(salt, "a_call_id", r.a_call_id)
