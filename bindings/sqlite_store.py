@@ -13,7 +13,7 @@ from __future__ import annotations
 import builtins
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, Final
 
@@ -103,6 +103,9 @@ _POOL_COLUMNS: Final = "x, tenant, city, added_at, live_count"
 _POOL_SCOPE: Final = "(:all OR tenant = :tenant OR tenant IS NULL)"
 
 
+_BINDING_FIELDS: Final = tuple(field.name for field in fields(Binding))
+
+
 def _binding_from_row(row: tuple[Any, ...]) -> Binding:
     return Binding(*row)
 
@@ -112,8 +115,10 @@ def _pool_number_from_row(row: tuple[Any, ...]) -> PoolNumber:
 
 
 def _snapshot(binding: Binding) -> dict[str, Any]:
-    """A binding as the audit log keeps it (real numbers under keys it masks on display)."""
-    return asdict(binding)
+    """A binding as a flat dict: the INSERT's parameters and the audit log's ``after`` (real
+    numbers under keys it masks on display). ``dataclasses.asdict`` deep-copies and costs
+    ~90 µs; this costs ~2."""
+    return {name: getattr(binding, name) for name in _BINDING_FIELDS}
 
 
 class SqliteBindingStore:
@@ -272,14 +277,15 @@ class SqliteBindingStore:
                 scenario=scenario,
                 request_id=request_id,
             )
-            self._conn.execute(_INSERT, asdict(binding))
+            snapshot = _snapshot(binding)
+            self._conn.execute(_INSERT, snapshot)
             audit.append(
                 self._conn,
                 at=now,
                 actor=actor,
                 action="binding.create",
                 subject=binding.id,
-                after=_snapshot(binding),
+                after=snapshot,
             )
         return Allocation(binding)
 
