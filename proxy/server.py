@@ -64,6 +64,8 @@ class Server:
     """One privproxy process."""
 
     config: Config
+    #: HOST, PORT of the HTTP API served in this event loop, or None for none.
+    api: tuple[str, int] | None = None
     core: B2BUA = field(init=False)
     store: SqliteBindingStore = field(init=False)
     writer: CdrWriter = field(init=False)
@@ -105,9 +107,28 @@ class Server:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stopping.set)
         sweeper = asyncio.create_task(self._sweep_expired_bindings())
+        api_task = None
+        if self.api is not None:
+            from proxy.api.app import create_app, serve_api
+
+            host, port = self.api
+            app = create_app(self.config.db, plan=settings_from(self.config).plan)
+            api_task = asyncio.create_task(serve_api(app, host, port, self._stopping))
+            # An API that cannot listen stops the whole server: better than running without it.
+            api_task.add_done_callback(lambda _: self._stopping.set())
+            log.info("HTTP API on %s:%d", host, port)
         await self._stopping.wait()
         sweeper.cancel()
+        api_error: BaseException | None = None
+        if api_task is not None:
+            try:
+                await api_task
+            except Exception as error:
+                log.error("HTTP API failed: %s", error)
+                api_error = error
         await self.drain()
+        if api_error is not None:
+            raise SystemExit(1)
 
     async def _sweep_expired_bindings(self) -> None:
         """Mark bindings past their expiry (routing never needs it: an expired binding stops
@@ -323,6 +344,6 @@ def install_event_loop() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
-def serve(config: Config) -> None:
+def serve(config: Config, api: tuple[str, int] | None = None) -> None:
     install_event_loop()
-    asyncio.run(Server(config).run())
+    asyncio.run(Server(config, api).run())
