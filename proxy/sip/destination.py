@@ -5,7 +5,7 @@ RFC 3261 §18.2.2 with RFC 3581 rport, and Via branch identifiers (RFC 3261 §8.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
 from proxy.sip.message import Request
@@ -68,6 +68,24 @@ def response_destination(request: Request, source: Address) -> Address:
     else:
         port = via.port or DEFAULT_SIP_PORT
     return Address(source.transport, host, port)
+
+
+def stamp_received(request: Request, source: Address) -> None:
+    """What the server transport writes into the top Via of a request it received
+    (RFC 3261 §18.2.1, RFC 3581 §4): ``received`` with the source address when the
+    sent-by host differs from it or when the client asked for ``rport``, and the source
+    port in an empty ``rport``. The responses copy that Via, telling the client where
+    its request came from (NAT)."""
+    via = request.top_via
+    wants_rport = via.rport == ""
+    if _bare_host(via.host) == source.host and not wants_rport:
+        return
+    params = [(name, value) for name, value in via.params if name != "received"]
+    if wants_rport:
+        params = [(n, str(source.port) if n == "rport" else v) for n, v in params]
+    host = f"[{source.host}]" if ":" in source.host else source.host
+    params.append(("received", host))
+    request.replace_top_via(str(replace(via, params=tuple(params))))
 
 
 def make_branch(seed: str) -> str:

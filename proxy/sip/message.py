@@ -141,6 +141,17 @@ class Message:
             self.headers.append(new)
         self._forget()
 
+    def replace_top_via(self, value: str) -> None:
+        """Rewrite the topmost Via value, leaving the others as they were (the server
+        transport's ``received``/``rport`` stamp, RFC 3261 §18.2.1, RFC 3581 §4)."""
+        for i, header in enumerate(self.headers):
+            if header.key == "via":
+                rest = split_list(header.value)[1:]
+                self.headers[i] = Header("via", header.name, ", ".join([value, *rest]), None)
+                self._forget()
+                return
+        raise BadRequest("missing Via header")
+
     def remove(self, key: str) -> None:
         self.headers = [h for h in self.headers if h.key != key]
         self._forget()

@@ -44,6 +44,7 @@ from proxy.sip.destination import (
     Address,
     make_branch,
     response_destination,
+    stamp_received,
 )
 from proxy.sip.headers import canonical_name
 from proxy.sip.message import Header, Request, Response
@@ -591,6 +592,7 @@ class TransactionLayer:
         return self._receive_request(message, source, now)
 
     def _receive_request(self, request: Request, source: Address, now: float) -> list[Output]:
+        stamp_received(request, source)
         incoming = _Incoming(request, source)
         if request.method == "ACK":
             invite = self._match_ack(request)

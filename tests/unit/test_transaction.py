@@ -562,3 +562,43 @@ def test_tcp_server_transaction_answers_on_the_connection() -> None:
     assert isinstance(sent, Send)
     assert sent.destination == CALLER_TCP
     assert layer.advance(31.9) == []  # no Timer G on TCP
+
+
+def test_server_transport_stamps_received_and_rport_into_the_top_via() -> None:
+    """RFC 3261 §18.2.1 and RFC 3581 §4: the response's Via tells the client where its
+    request came from; only the top Via is touched."""
+    from proxy.sip.build import make_response
+    from proxy.sip.destination import stamp_received
+    from proxy.sip.message import parse as parse_message
+
+    data = (
+        b"OPTIONS sip:proxy@127.0.0.1 SIP/2.0\r\n"
+        b"Via: SIP/2.0/UDP softswitch.example.net:5070;branch=z9hG4bKa1;rport, "
+        b"SIP/2.0/UDP 192.0.2.9;branch=z9hG4bKa0\r\n"
+        b"From: <sip:a@example.net>;tag=1\r\nTo: <sip:proxy@127.0.0.1>\r\n"
+        b"Call-ID: stamp@x\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    )
+    request = parse_message(data)
+    assert isinstance(request, Request)
+    stamp_received(request, Address("udp", "198.51.100.7", 40000))
+    top, second = request.vias
+    assert (top.rport, top.received, top.branch) == ("40000", "198.51.100.7", "z9hG4bKa1")
+    assert second.received is None
+    response = make_response(request, 200)
+    assert b"branch=z9hG4bKa1;rport=40000;received=198.51.100.7" in response.to_bytes()
+
+
+def test_no_stamp_when_sent_by_is_the_source_and_no_rport() -> None:
+    from proxy.sip.destination import stamp_received
+    from proxy.sip.message import parse as parse_message
+
+    data = (
+        b"OPTIONS sip:proxy@127.0.0.1 SIP/2.0\r\n"
+        b"Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKb\r\n"
+        b"From: <sip:a@example.net>;tag=1\r\nTo: <sip:proxy@127.0.0.1>\r\n"
+        b"Call-ID: nostamp@x\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    )
+    request = parse_message(data)
+    assert isinstance(request, Request)
+    stamp_received(request, Address("udp", "127.0.0.1", 5070))
+    assert request.to_bytes() == data
