@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
@@ -172,3 +174,20 @@ def test_the_report_is_one_self_contained_page(db_path: Path, tmp_path: Path) ->
     conn.close()
     invoke("audit", "report", "--db", str(db_path), "--out", str(out))
     assert "FAILED" in out.read_text() and "seq 4" in out.read_text()
+
+
+def test_the_report_renders_in_headless_chromium(db_path: Path, tmp_path: Path) -> None:
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("chromium not installed (Debian package chromium)")
+    out = tmp_path / "report.html"
+    assert invoke("audit", "report", "--db", str(db_path), "--out", str(out))[0] == 0
+    rendered = subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", out.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert "VERIFIED: the chain is intact." in rendered
+    assert rendered.count("<svg") >= 2 and "no_binding" in rendered
