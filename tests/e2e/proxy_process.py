@@ -88,6 +88,7 @@ def start_proxy(
         str(db),
         "--grace",
         "2",
+        *(() if "--api" in extra else ("--api", "off")),
         *extra,
     ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
