@@ -81,6 +81,9 @@ class Config:
     t1: float = 0.5
     t2: float = 4.0
     t4: float = 5.0
+    api: str = "127.0.0.1:8080"
+    quarantine_s: float = 86400.0
+    max_bindings_per_x: int = 5000
 
     @property
     def listens(self) -> tuple[Listen, ...]:
@@ -97,6 +100,16 @@ class Config:
         except ValueError as error:
             raise ConfigError(f"--trusted: {error}") from None
 
+    @property
+    def api_listen(self) -> tuple[str, int] | None:
+        """HOST, PORT of the HTTP API, or None when ``api = "off"``."""
+        if self.api == "off":
+            return None
+        host, sep, port = self.api.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"--api {self.api!r}: expected HOST:PORT or off")
+        return host.strip("[]"), int(port)
+
     def advertised(self) -> tuple[str, int]:
         """Host and port we write in Via/Contact: ``--advertise`` or the first listener."""
         first = self.listens[0]
@@ -111,6 +124,9 @@ class Config:
 
     def validate(self) -> Config:
         _ = self.listens, self.trunk_uri, self.trusted_networks, self.advertised()
+        _ = self.api_listen
+        if self.quarantine_s < 0 or self.max_bindings_per_x < 1:
+            raise ConfigError("quarantine_s must not be negative and max_bindings_per_x positive")
         if not self.sip:
             raise ConfigError("at least one --sip listener is needed")
         if self.dial_format not in ("national", "e164"):

@@ -51,18 +51,12 @@ def serve(
     ] = None,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning or error.")] = None,
     api: Annotated[
-        str, typer.Option("--api", help="HOST:PORT of the HTTP API, or 'off'.")
-    ] = "127.0.0.1:8080",
+        str | None,
+        typer.Option("--api", help="HOST:PORT of the HTTP API (default 127.0.0.1:8080), or off."),
+    ] = None,
 ) -> None:
     """Run the privacy-number B2BUA until SIGTERM or SIGINT."""
-    from proxy.api.app import parse_listen
     from proxy.server import serve as run
-
-    try:
-        api_listen = None if api == "off" else parse_listen(api)
-    except ValueError as error:
-        typer.echo(f"privproxy serve: --api {error}", err=True)
-        raise typer.Exit(2) from None
 
     try:
         settings = load_config(
@@ -76,6 +70,7 @@ def serve(
                 "ring_timeout": ring_timeout,
                 "grace": grace,
                 "log_level": log_level,
+                "api": api,
             },
         )
     except ConfigError as error:
@@ -86,4 +81,4 @@ def serve(
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
-    run(settings, api_listen)
+    run(settings)

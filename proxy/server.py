@@ -64,8 +64,6 @@ class Server:
     """One privproxy process."""
 
     config: Config
-    #: HOST, PORT of the HTTP API served in this event loop, or None for none.
-    api: tuple[str, int] | None = None
     core: B2BUA = field(init=False)
     store: SqliteBindingStore = field(init=False)
     writer: CdrWriter = field(init=False)
@@ -108,11 +106,16 @@ class Server:
             loop.add_signal_handler(sig, self._stopping.set)
         sweeper = asyncio.create_task(self._sweep_expired_bindings())
         api_task = None
-        if self.api is not None:
+        if self.config.api_listen is not None:
             from proxy.api.app import create_app, serve_api
 
-            host, port = self.api
-            app = create_app(self.config.db, plan=settings_from(self.config).plan)
+            host, port = self.config.api_listen
+            app = create_app(
+                self.config.db,
+                plan=settings_from(self.config).plan,
+                quarantine_s=self.config.quarantine_s,
+                max_per_x=self.config.max_bindings_per_x,
+            )
             api_task = asyncio.create_task(serve_api(app, host, port, self._stopping))
             # An API that cannot listen stops the whole server: better than running without it.
             api_task.add_done_callback(lambda _: self._stopping.set())
@@ -344,6 +347,6 @@ def install_event_loop() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
-def serve(config: Config, api: tuple[str, int] | None = None) -> None:
+def serve(config: Config) -> None:
     install_event_loop()
-    asyncio.run(Server(config, api).run())
+    asyncio.run(Server(config).run())

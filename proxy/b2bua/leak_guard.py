@@ -126,7 +126,10 @@ def _spellings(number: str, region: str) -> tuple[str, frozenset[str]]:
     """
     digits = "".join(c for c in number if "0" <= c <= "9")
     try:
-        parsed = parse_e164(number) if number.startswith("+") else phonenumbers.parse(number, region)
+        if number.startswith("+"):
+            parsed = parse_e164(number)
+        else:
+            parsed = phonenumbers.parse(number, region)
     except phonenumbers.NumberParseException:
         parsed = None
     if parsed is None or not parsed.national_number:
