@@ -220,9 +220,16 @@ def verify_command(
     manifest: Annotated[Path | None, typer.Option(dir_okay=False, help="Manifest path.")] = None,
     public_key: PublicKeyOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    require_signed: Annotated[
+        bool,
+        typer.Option(
+            "--require-signed", help="With --public-key: an unsigned checkpoint is a failure."
+        ),
+    ] = False,
 ) -> None:
-    """Recompute the hash chain of an export FILE, or without FILE of the database given by
-    --db; name the first record that breaks and exit 1 on tampering."""
+    """Verify an export FILE, or the database (--db) when no FILE is given; exit 1 on tampering.
+
+    Names the first record that breaks the chain."""
     key = _public_key(public_key)
     if file is not None:
         if not file.exists():
@@ -235,7 +242,9 @@ def verify_command(
         try:
             total = int(conn.execute("SELECT COUNT(*) FROM cdrs").fetchone()[0])
             with _progress("verifying", total) as advance:
-                report = verify_db(conn, public_key=key, progress=advance)
+                report = verify_db(
+                    conn, public_key=key, progress=advance, require_signed=require_signed
+                )
         finally:
             conn.close()
     _print_report(report, as_json)

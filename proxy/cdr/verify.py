@@ -117,8 +117,11 @@ def verify_db(
     *,
     public_key: Ed25519PublicKey | None = None,
     progress: Callable[[int], None] | None = None,
+    require_signed: bool = False,
 ) -> VerifyReport:
-    """Recompute the whole chain in ``conn``; see the module docstring."""
+    """Recompute the whole chain in ``conn``; see the module docstring. ``require_signed``
+    (with a public key) turns an unsigned checkpoint from a note into a problem: someone
+    who can write the database could replace signed checkpoints by unsigned ones."""
     report = VerifyReport(source="database")
     pins: dict[int, list[Checkpoint]] = {}
     stored_checkpoints = checkpoints(conn)
@@ -210,7 +213,7 @@ def verify_db(
                 ),
             )
     _check_redactions(report, redactions, redacted, public_key)
-    _check_signatures(report, stored_checkpoints, public_key)
+    _check_signatures(report, stored_checkpoints, public_key, require_signed)
     report.notes.insert(
         0,
         f"{report.records} records recomputed; {len(stored_checkpoints)} checkpoints;"
@@ -277,7 +280,10 @@ def _check_redactions(
 
 
 def _check_signatures(
-    report: VerifyReport, stored: list[Checkpoint], public_key: Ed25519PublicKey | None
+    report: VerifyReport,
+    stored: list[Checkpoint],
+    public_key: Ed25519PublicKey | None,
+    require_signed: bool,
 ) -> None:
     if public_key is None:
         if any(c.signature for c in stored):
@@ -288,7 +294,10 @@ def _check_signatures(
     for checkpoint in stored:
         where = f"checkpoint {checkpoint.day}"
         if checkpoint.signature is None:
-            report.notes.append(f"{where} is not signed")
+            if require_signed:
+                _add(report, Problem(where, "not signed"))
+            else:
+                report.notes.append(f"{where} is not signed")
         elif checkpoint.key_id != wanted:
             _add(report, Problem(where, f"signed by key {checkpoint.key_id}, not {wanted}"))
         elif not signature_valid(public_key, checkpoint.message(), checkpoint.signature):

@@ -152,6 +152,11 @@ def test_a_recomputed_chain_fails_the_signed_checkpoint(
     other_public, _ = generate_keypair(tmp_path / "other.key")
     report = verify_db(conn, public_key=load_public_key(other_public))
     assert any("signed by key" in p.message for p in report.problems)
+    conn.execute("UPDATE cdr_checkpoints SET signature = NULL, key_id = NULL")
+    public = load_public_key(public_path)
+    assert verify_db(conn, public_key=public).notes[-2].endswith("is not signed")
+    report = verify_db(conn, public_key=public, require_signed=True)
+    assert any(p.message == "not signed" for p in report.problems)
 
 
 # ── retention ─────────────────────────────────────────────────────────────────────────────
