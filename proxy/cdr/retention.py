@@ -110,21 +110,42 @@ def purge_older_than(
     *,
     actor: str = "retention",
     signing_key: Ed25519PrivateKey | None = None,
+    chunk: int = 50_000,
 ) -> int:
     """Purge the real numbers of records whose INVITE is more than ``days`` days before
     ``now``; return how many records were purged (0: nothing written at all).
 
-    Safe to run while the writer is committing: it takes the write lock, and new records
-    are never older than the cutoff."""
+    Safe to run while the writer is committing: it takes the write lock for at most
+    ``chunk`` records at a time (each chunk is one transaction with its own redaction
+    record and audit event), so the writer's commits wait well under its busy timeout."""
     if days < 0:
         raise ValueError("days must not be negative")
+    if chunk < 1:
+        raise ValueError("chunk must be at least 1")
+    total = 0
+    while True:
+        purged = _purge_chunk(conn, days, now, key, actor, signing_key, chunk)
+        total += purged
+        if purged < chunk:
+            return total
+
+
+def _purge_chunk(
+    conn: sqlite3.Connection,
+    days: float,
+    now: float,
+    key: bytes,
+    actor: str,
+    signing_key: Ed25519PrivateKey | None,
+    chunk: int,
+) -> int:
     cutoff = now - days * DAY_S
     kid = retention_key_id(key)
     with transaction(conn):
         rows = conn.execute(
             "SELECT seq, caller, callee, a_call_id FROM cdrs"
-            " WHERE salt IS NOT NULL AND invite_at < ? ORDER BY seq",
-            (cutoff,),
+            " WHERE salt IS NOT NULL AND invite_at < ? ORDER BY seq LIMIT ?",
+            (cutoff, chunk),
         ).fetchall()
         if not rows:
             return 0

@@ -189,6 +189,13 @@ def test_purge_replaces_old_numbers_and_the_chain_still_verifies(
     assert len(read_records(db_path, limit=100)) == 20
 
 
+def test_a_large_purge_runs_in_chunks_each_verifiable(conn: sqlite3.Connection) -> None:
+    assert purge_older_than(conn, 30, T0 + 10 + 30 * DAY, b"k" * 32, chunk=4) == 10
+    assert conn.execute("SELECT COUNT(*) FROM cdr_redactions").fetchone()[0] == 3
+    assert len(audit.events(conn, action="cdr.purge")) == 3
+    assert verify_db(conn).ok
+
+
 def test_a_changed_token_after_a_purge_is_caught(conn: sqlite3.Connection) -> None:
     purge_older_than(conn, 30, T0 + 10 + 30 * DAY, b"k" * 32)
     conn.execute("UPDATE cdrs SET caller = 'h:000000000000000000000000' WHERE seq = 3")
