@@ -96,3 +96,24 @@ def test_stats(client: tuple[TestClient, list[Principal]]) -> None:
     assert stats["calls"] == 20 and stats["rejects_by_reason"] == {"no_binding": 7}
     assert stats["asr"] == 0.65 and stats["asr_routed"] == 1.0
     assert [d["day"] for d in stats["per_day"]] == ["2027-01-15"]
+
+
+def test_through_the_real_app_with_api_keys(tmp_path: Path) -> None:
+    from bindings.keys import create_api_key
+    from proxy.api.app import create_app
+    from proxy.db import open_database
+
+    path = tmp_path / "app.db"
+    fill(path, sample())
+    conn = open_database(path)
+    _, ride_token = create_api_key(conn, tenant="ride", admin=False, now=0.0, actor="test")
+    _, admin_token = create_api_key(conn, tenant="op", admin=True, now=0.0, actor="test")
+    conn.close()
+    http = TestClient(create_app(path))
+    assert http.get("/v1/cdrs").status_code == 401
+    ride = http.get("/v1/cdrs", headers={"Authorization": f"Bearer {ride_token}"})
+    assert ride.status_code == 200 and len(ride.json()["items"]) == 13
+    assert not REAL_NUMBER.search(ride.text)
+    stats = http.get("/v1/cdrs/stats", headers={"Authorization": f"Bearer {admin_token}"})
+    assert stats.json()["calls"] == 20
+    assert "/v1/cdrs" in http.get("/openapi.json").json()["paths"]
