@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import Final
+from typing import Any, Final
 
 from proxy.b2bua.call import Call
 from proxy.b2bua.context import B2buaSettings, Context, Ids
@@ -60,6 +60,13 @@ class B2BUA:
         self.accepting = True
         self.unexpected_events = 0
         self.counters: Counter[str] = Counter()
+        self._event_handlers: dict[type, Callable[[Any, float], Outputs]] = {
+            RequestReceived: self._on_request,
+            ResponseReceived: self._on_response,
+            TransactionTimeout: self._on_timeout_event,
+            AckTimeout: self._on_ack_timeout_event,
+            TimerFired: self._on_timer_event,
+        }
         self._out_of_dialog: dict[str, Callable[[ServerTransaction, Request, float], Outputs]] = {
             "INVITE": self._new_call,
             "OPTIONS": self._options,
@@ -116,21 +123,26 @@ class B2BUA:
     # -- dispatch ----------------------------------------------------------------------
 
     def _dispatch(self, outputs: Sequence[object], now: float) -> Outputs:
+        """Hand transaction-layer events to their handlers (a dict on the event type); pass
+        everything else (Send, LookupBinding, CallFinished) out to the adapter."""
         result: Outputs = []
+        handlers = self._event_handlers
         for item in outputs:
-            if isinstance(item, RequestReceived):
-                result += self._dispatch(self._on_request(item, now), now)
-            elif isinstance(item, ResponseReceived):
-                result += self._dispatch(self._on_response(item, now), now)
-            elif isinstance(item, TransactionTimeout):
-                result += self._dispatch(self._on_timeout(item.transaction, now), now)
-            elif isinstance(item, AckTimeout):
-                result += self._dispatch(self._on_ack_timeout(item.key, now), now)
-            elif isinstance(item, TimerFired):
-                result += self._dispatch(self._on_timer(item.payload, now), now)
-            else:
+            handler = handlers.get(type(item))
+            if handler is None:
                 result.append(item)
+            else:
+                result += self._dispatch(handler(item, now), now)
         return result
+
+    def _on_timeout_event(self, event: TransactionTimeout, now: float) -> Outputs:
+        return self._on_timeout(event.transaction, now)
+
+    def _on_ack_timeout_event(self, event: AckTimeout, now: float) -> Outputs:
+        return self._on_ack_timeout(event.key, now)
+
+    def _on_timer_event(self, event: TimerFired, now: float) -> Outputs:
+        return self._on_timer(event.payload, now)
 
     def _on_request(self, event: RequestReceived, now: float) -> Outputs:
         request = event.request
