@@ -618,3 +618,7 @@ def main() -> None:
 # `privproxy serve` lives in its own module, which registers itself on `app` (it needs `app`
 # and `DbOption` defined above, hence the import at the bottom).
 from proxy import serve_command  # noqa: E402, F401
+from proxy.cdr_cli import audit_app, cdr_app  # noqa: E402
+
+app.add_typer(cdr_app, name="cdr", help="Call records: export, verify, purge, checkpoints, keys.")
+app.add_typer(audit_app, name="audit", help="Audit report for auditors (HTML, offline).")

@@ -84,6 +84,9 @@ class Config:
     api: str = "127.0.0.1:8080"
     quarantine_s: float = 86400.0
     max_bindings_per_x: int = 5000
+    cdr_retention_days: float | None = None
+    cdr_retention_key: str | None = None
+    cdr_signing_key: str | None = None
 
     @property
     def listens(self) -> tuple[Listen, ...]:
@@ -125,6 +128,10 @@ class Config:
     def validate(self) -> Config:
         _ = self.listens, self.trunk_uri, self.trusted_networks, self.advertised()
         _ = self.api_listen
+        if self.cdr_retention_days is not None and (
+            self.cdr_retention_days <= 0 or not self.cdr_retention_key
+        ):
+            raise ConfigError("cdr_retention_days must be positive and needs cdr_retention_key")
         if self.quarantine_s < 0 or self.max_bindings_per_x < 1:
             raise ConfigError("quarantine_s must not be negative and max_bindings_per_x positive")
         if not self.sip:
@@ -140,7 +147,8 @@ _NAMES = {f.name for f in fields(Config)}
 
 
 def load_config(path: str | None, overrides: dict[str, Any]) -> Config:
-    """Defaults < TOML file < ``PRIVPROXY_DB`` < flags (``None`` flags are ignored)."""
+    """Defaults < TOML file < environment (``PRIVPROXY_DB``, ``PRIVPROXY_CDR_SIGNING_KEY``)
+    < flags (``None`` flags are ignored)."""
     config = Config()
     if path:
         try:
@@ -153,6 +161,8 @@ def load_config(path: str | None, overrides: dict[str, Any]) -> Config:
         config = replace(config, **_frozen(data))
     if os.environ.get("PRIVPROXY_DB"):
         config = replace(config, db=os.environ["PRIVPROXY_DB"])
+    if os.environ.get("PRIVPROXY_CDR_SIGNING_KEY"):
+        config = replace(config, cdr_signing_key=os.environ["PRIVPROXY_CDR_SIGNING_KEY"])
     given = {k: v for k, v in overrides.items() if v not in (None, (), [])}
     config = replace(config, **_frozen(given))
     return config.validate()

@@ -18,15 +18,19 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from bindings.sqlite_store import SqliteBindingStore
 from proxy.b2bua.b2bua import B2BUA, error_reply
 from proxy.b2bua.context import B2buaSettings
 from proxy.b2bua.events import CallFinished, CallSummary, LookupBinding
 from proxy.b2bua.leak_guard import guard_for
+from proxy.cdr.checkpoint import load_signing_key
 from proxy.cdr.record import CallRecord, q850_for_status
+from proxy.cdr.retention import daily_maintenance, load_retention_key
 from proxy.cdr.writer import CdrWriter
 from proxy.config import Config
+from proxy.db import open_database
 from proxy.numbers import NumberPlan, mask
 from proxy.sip.errors import SipError
 from proxy.sip.message import parse
@@ -36,6 +40,8 @@ from proxy.transport.udp import UdpProtocol, listen_udp
 
 log = logging.getLogger("privproxy")
 SWEEP_INTERVAL_S = 60.0
+MAINTENANCE_FIRST_DELAY_S = 60.0
+MAINTENANCE_INTERVAL_S = 86400.0
 call_log = logging.getLogger("privproxy.call")
 
 
@@ -105,6 +111,7 @@ class Server:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stopping.set)
         sweeper = asyncio.create_task(self._sweep_expired_bindings())
+        maintenance = asyncio.create_task(self._daily_cdr_maintenance())
         api_task = None
         if self.config.api_listen is not None:
             from proxy.api.app import create_app, serve_api
@@ -122,6 +129,7 @@ class Server:
             log.info("HTTP API on %s:%d", host, port)
         await self._stopping.wait()
         sweeper.cancel()
+        maintenance.cancel()
         api_error: BaseException | None = None
         if api_task is not None:
             try:
@@ -145,6 +153,41 @@ class Server:
                 if expired:
                     log.info("%d bindings expired", expired)
             await asyncio.sleep(SWEEP_INTERVAL_S)
+
+    async def _daily_cdr_maintenance(self) -> None:
+        """Once at start and then every day: purge records past the retention period and
+        store the day's (signed) checkpoint of the record chain (issue #5), off the loop
+        thread on a connection of its own."""
+        config = self.config
+        retention_key = (
+            load_retention_key(Path(config.cdr_retention_key)) if config.cdr_retention_key else None
+        )
+        signing_key = (
+            load_signing_key(Path(config.cdr_signing_key)) if config.cdr_signing_key else None
+        )
+
+        def run() -> tuple[int, object]:
+            conn = open_database(config.db)
+            try:
+                return daily_maintenance(
+                    conn,
+                    time.time(),
+                    retention_days=config.cdr_retention_days,
+                    retention_key=retention_key,
+                    signing_key=signing_key,
+                )
+            finally:
+                conn.close()
+
+        await asyncio.sleep(MAINTENANCE_FIRST_DELAY_S)
+        while True:
+            try:
+                purged, checkpoint = await asyncio.to_thread(run)
+            except Exception:
+                log.exception("call-record maintenance failed")
+            else:
+                log.info("call records: %d purged, checkpoint %s", purged, checkpoint)
+            await asyncio.sleep(MAINTENANCE_INTERVAL_S)
 
     async def drain(self) -> None:
         """Stop taking calls, let calls end for ``grace`` seconds, BYE the rest, flush."""
