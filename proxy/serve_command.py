@@ -81,4 +81,8 @@ def serve(
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
-    run(settings)
+    try:
+        run(settings)
+    except ConfigError as error:
+        typer.echo(f"privproxy serve: {error}", err=True)
+        raise typer.Exit(2) from None

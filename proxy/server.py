@@ -20,6 +20,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from bindings.sqlite_store import SqliteBindingStore
 from proxy.b2bua.b2bua import B2BUA, error_reply
 from proxy.b2bua.context import B2buaSettings
@@ -29,8 +31,9 @@ from proxy.cdr.checkpoint import load_signing_key
 from proxy.cdr.record import CallRecord, q850_for_status
 from proxy.cdr.retention import daily_maintenance, load_retention_key
 from proxy.cdr.writer import CdrWriter
-from proxy.config import Config
+from proxy.config import Config, ConfigError
 from proxy.db import open_database
+from proxy.metrics import LatencyHistogram
 from proxy.numbers import NumberPlan, mask
 from proxy.sip.errors import SipError
 from proxy.sip.message import parse
@@ -88,6 +91,8 @@ class Server:
         self._stopping = asyncio.Event()
         #: messages the leak guard blocked, so that their retransmissions are dropped quietly
         self._blocked: dict[bytes, None] = {}
+        self._cdr_keys = cdr_keys(self.config)
+        self.lookup_latency = LatencyHistogram()
 
     # -- life cycle --------------------------------------------------------------------
 
@@ -159,12 +164,7 @@ class Server:
         store the day's (signed) checkpoint of the record chain (issue #5), off the loop
         thread on a connection of its own."""
         config = self.config
-        retention_key = (
-            load_retention_key(Path(config.cdr_retention_key)) if config.cdr_retention_key else None
-        )
-        signing_key = (
-            load_signing_key(Path(config.cdr_signing_key)) if config.cdr_signing_key else None
-        )
+        retention_key, signing_key = self._cdr_keys
 
         def run() -> tuple[int, object]:
             conn = open_database(config.db)
@@ -220,6 +220,7 @@ class Server:
     def deliver(self, data: bytes, source: Address) -> None:
         """Every received message enters here; nothing a peer sends can crash us."""
         now = time.time()
+        self.counters["received"] += 1
         try:
             outputs = self.core.receive(data, source, now)
         except SipError as error:
@@ -247,7 +248,9 @@ class Server:
 
     def lookup(self, request: LookupBinding) -> None:
         now = time.time()
+        started = time.perf_counter()
         binding = self.store.find_for_call(request.attempt.x, request.attempt.caller, now)
+        self.lookup_latency.observe(time.perf_counter() - started)
         self.process(self.core.route_call(request.call_ref, binding, now))
 
     # -- output ------------------------------------------------------------------------
@@ -293,6 +296,9 @@ class Server:
             )
             return
         self.writer.submit(record)
+        self.counters[f"calls_{record.disposition}"] += 1
+        if record.reject_reason is not None:
+            self.counters[f"reject_{record.reject_reason}"] += 1
         call_log.info(
             "call %s x=%s caller=%s callee=%s %s status=%d ring=%s talk=%.1fs released_by=%s",
             record.id,
@@ -333,6 +339,19 @@ class Server:
             log.exception("internal error in a timer")
             outputs = []
         self.process(outputs)
+
+
+def cdr_keys(config: Config) -> tuple[bytes | None, Ed25519PrivateKey | None]:
+    """The retention (HMAC) key and the checkpoint signing key the settings name; a key
+    that cannot be read is a ``ConfigError`` at start-up, not a failure a day later."""
+    try:
+        retention = (
+            load_retention_key(Path(config.cdr_retention_key)) if config.cdr_retention_key else None
+        )
+        signing = load_signing_key(Path(config.cdr_signing_key)) if config.cdr_signing_key else None
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"call-record key: {error}") from None
+    return retention, signing
 
 
 def call_record(summary: CallSummary, node: str) -> CallRecord:

@@ -549,11 +549,14 @@ class TransactionLayer:
         self._heap: TimerHeap[_TimerPayload] = TimerHeap()
         #: Pairs missing from a state table, dropped (see the module docstring).
         self.anomalies = 0
+        #: Messages sent again: requests on Timer A/E, responses on Timer G or a
+        #: retransmitted request, 2xx on the §13.3.1.4 schedule (for metrics).
+        self.retransmissions = 0
         common = self._timer_actions()
         self._client_actions: dict[str, ClientAction] = {
             **common,
             "send_request": self._send_request,
-            "retransmit_request": self._send_request,
+            "retransmit_request": self._retransmit_request,
             "pass_response": self._pass_response,
             "send_ack": self._send_ack,
             "report_timeout": self._report_timeout,
@@ -731,6 +734,7 @@ class TransactionLayer:
                 self._heap.cancel(handle)
 
     def _retransmit_2xx(self, retransmission: _Retransmission, when: float) -> list[Output]:
+        self.retransmissions += 1
         retransmission.interval = min(2 * retransmission.interval, self.settings.t2)
         retransmission.next_send = self._heap.schedule(
             when + retransmission.interval, _RetransmitTimer(retransmission)
@@ -956,10 +960,19 @@ class TransactionLayer:
         transaction._last_send = send
         return [send]
 
+    def _retransmit_request(
+        self, transaction: ClientTransaction, payload: _Payload, now: float
+    ) -> list[Output]:
+        self.retransmissions += 1
+        return self._send_request(transaction, payload, now)
+
     def _resend_response(
         self,
         transaction: ServerTransaction,
         payload: _Payload,
         now: float,
     ) -> list[Output]:
-        return [] if transaction._last_send is None else [transaction._last_send]
+        if transaction._last_send is None:
+            return []
+        self.retransmissions += 1
+        return [transaction._last_send]
