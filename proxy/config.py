@@ -78,6 +78,7 @@ class Config:
     dial_format: str = "national"
     node: str = field(default_factory=socket.gethostname)
     log_level: str = "info"
+    log_format: str = "text"
     t1: float = 0.5
     t2: float = 4.0
     t4: float = 5.0
@@ -136,6 +137,8 @@ class Config:
             raise ConfigError("quarantine_s must not be negative and max_bindings_per_x positive")
         if not self.sip:
             raise ConfigError("at least one --sip listener is needed")
+        if self.log_format not in ("text", "json"):
+            raise ConfigError("log_format must be text or json")
         if self.dial_format not in ("national", "e164"):
             raise ConfigError("dial_format must be national or e164")
         if self.ring_timeout <= 0 or self.grace < 0:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -11,6 +9,7 @@ import typer
 
 from proxy.cli import app
 from proxy.config import ConfigError, load_config
+from proxy.logs import configure_logging
 
 
 @app.command()
@@ -50,6 +49,9 @@ def serve(
         float | None, typer.Option(help="Seconds calls may go on after SIGTERM (default 30).")
     ] = None,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning or error.")] = None,
+    log_format: Annotated[
+        str | None, typer.Option(help="text (default) or json: one JSON object a line.")
+    ] = None,
     api: Annotated[
         str | None,
         typer.Option("--api", help="HOST:PORT of the HTTP API (default 127.0.0.1:8080), or off."),
@@ -70,16 +72,18 @@ def serve(
                 "ring_timeout": ring_timeout,
                 "grace": grace,
                 "log_level": log_level,
+                "log_format": log_format,
                 "api": api,
             },
         )
     except ConfigError as error:
         typer.echo(f"privproxy serve: {error}", err=True)
         raise typer.Exit(2) from None
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
+    configure_logging(
+        settings.log_level,
+        settings.log_format,
+        privacy_prefix=settings.privacy_prefix,
+        privacy_length=settings.privacy_length,
     )
     try:
         run(settings)
