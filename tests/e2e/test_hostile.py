@@ -29,6 +29,7 @@ from pathlib import Path
 import pytest
 
 from bindings.sqlite_store import SqliteBindingStore
+from proxy.cdr.writer import read_records
 from tests.e2e.hostile import (
     MARKER,
     Barrage,
@@ -317,3 +318,46 @@ def test_resident_memory_stays_flat_under_options_and_garbage(tmp_path: Path) ->
     finally:
         proxy.stop()
         trunk.close()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a reply address the UDP socket cannot take (top-Via maddr=localhost or "
+    "maddr=[::1] on an IPv4 listener) makes uvloop's sendto raise ValueError out of "
+    "Server.send (proxy/server.py; proxy/transport/udp.py UdpProtocol.send): the rest of "
+    "the outputs (LookupBinding, timers) is lost, the call stays in progress for ever with "
+    "no record, and at SIGTERM drain() dies on the same error and exits 1",
+)
+def test_an_unsendable_reply_address_leaves_no_call_behind(tmp_path: Path) -> None:
+    parties = Parties()
+    port = free_port()
+    trunk = bind_udp()
+    proxy = start_proxy(tmp_path, sip_port=port, trunk_port=trunk.getsockname()[1])
+    sender = bind_udp()
+    local = sender.getsockname()[1]
+    try:
+        for index, maddr in enumerate(("[::1]", "localhost")):
+            invite = (
+                f"INVITE sip:{parties.x_free}@127.0.0.1:{port} SIP/2.0\r\n"
+                f"Via: SIP/2.0/UDP 127.0.0.1:{local};branch=z9hG4bKmaddr{index};maddr={maddr}\r\n"
+                "Max-Forwards: 70\r\n"
+                f"From: <sip:{parties.stranger}@127.0.0.1>;tag=m{index}\r\n"
+                f"To: <sip:{parties.x_free}@127.0.0.1>\r\n"
+                f"Call-ID: maddr-{index}@hostile\r\n"
+                "CSeq: 1 INVITE\r\n"
+                f"Contact: <sip:{parties.stranger}@127.0.0.1:{local}>\r\n"
+                "Content-Length: 0\r\n\r\n"
+            )
+            sender.sendto(invite.encode(), ("127.0.0.1", port))
+        reply = options_ping(port, timeout=2.0)
+        assert reply is not None and reply.startswith(b"SIP/2.0 200 ")
+        time.sleep(0.5)
+    finally:
+        status = proxy.stop()
+        sender.close()
+        trunk.close()
+    log = proxy.log_text()
+    assert "draining: 0 calls in progress" in log, log[-3000:]
+    assert status == 0, log[-3000:]
+    assert "Unhandled exception" not in log and "Traceback" not in log, log[-3000:]
+    assert len(read_records(proxy.db)) == 2
