@@ -46,6 +46,9 @@ from tests.e2e.sipp import free_port
 Figures = dict[str, object]
 FAST_TIMERS = "t1 = 0.02\nt2 = 0.16\nt4 = 0.2\n"
 TIMER_J_DEFAULT_S = 32.0
+#: Warm-up and measurement at one pace: the live transactions (rate × Timer J), and so the
+#: heap's high-water mark, are then the same in both, and growth is what a leak leaves.
+LEAK_RATE = 3_000.0
 
 
 def _bound_database(workdir: Path, parties: Parties) -> Path:
@@ -130,7 +133,14 @@ def _proxy_with_timers(workdir: Path, timers: str | None) -> tuple[ProxyProcess,
 
 
 def memory_figures(
-    seed: int, *, options: int, garbage: int, warm_up: int, timers: str | None, settle_s: float
+    seed: int,
+    *,
+    options: int,
+    garbage: int,
+    warm_up: int,
+    timers: str | None,
+    settle_s: float,
+    rate: float | None,
 ) -> Figures:
     """RSS before and after ``options`` OPTIONS and ``garbage`` random datagrams, after a
     warm-up of ``warm_up`` OPTIONS; ``settle_s`` after each flood for timers to expire."""
@@ -139,10 +149,12 @@ def memory_figures(
         try:
             pid = proxy.process.pid
             start = rss_kib(pid)
-            warm = flood(port, options=warm_up, garbage_datagrams=garbage // 10, seed=seed)
+            warm = flood(
+                port, options=warm_up, garbage_datagrams=garbage // 10, seed=seed, rate=rate
+            )
             time.sleep(settle_s)
             before = rss_kib(pid)
-            run = flood(port, options=options, garbage_datagrams=garbage, seed=seed + 1)
+            run = flood(port, options=options, garbage_datagrams=garbage, seed=seed + 1, rate=rate)
             peak = rss_kib(pid)
             time.sleep(settle_s)
             after = rss_kib(pid)
@@ -150,6 +162,7 @@ def memory_figures(
         finally:
             proxy.stop()
     return {
+        "OPTIONS rate limit (/s)": rate or "none",
         "RSS at start (KiB)": start,
         "warm-up OPTIONS answered": f"{warm.ok_options}/{warm.sent_options}",
         "RSS after warm-up (KiB)": before,
@@ -166,7 +179,13 @@ def memory_figures(
 
 def leak_figures(seed: int, options: int, garbage: int) -> Figures:
     return memory_figures(
-        seed, options=options, garbage=garbage, warm_up=40_000, timers=FAST_TIMERS, settle_s=2.0
+        seed,
+        options=options,
+        garbage=garbage,
+        warm_up=40_000,
+        timers=FAST_TIMERS,
+        settle_s=2.0,
+        rate=LEAK_RATE,
     )
 
 
@@ -178,6 +197,7 @@ def default_timer_memory_figures(seed: int, options: int, garbage: int) -> Figur
         warm_up=20_000,
         timers=None,
         settle_s=TIMER_J_DEFAULT_S + 3.0,
+        rate=None,
     )
 
 

@@ -950,10 +950,15 @@ def flood(
     window: int = 64,
     senders: int = 4,
     reply_timeout: float = 2.0,
+    rate: float | None = None,
 ) -> FloodResult:
     """Send ``options`` OPTIONS (at most ``window`` unanswered at a time, so no socket
     buffer overflows) interleaved with ``garbage_datagrams`` random datagrams from
-    ``senders`` sockets; count the replies."""
+    ``senders`` sockets, at most ``rate`` OPTIONS a second; count the replies.
+
+    The rate matters for memory: every OPTIONS transaction lives Timer J (64·T1) after
+    its answer, so the number alive, and with it the heap's high-water mark, is
+    rate × Timer J."""
     rng = random.Random(seed)
     option_socks = [bind_udp() for _ in range(senders)]
     garbage_sock = bind_udp()
@@ -970,6 +975,8 @@ def flood(
     try:
         while sent < options or outstanding > 0:
             while sent < options and outstanding < window:
+                if rate is not None and sent / rate > time.monotonic() - started:
+                    break
                 index = sent % senders
                 option_socks[index].sendto(
                     options_bytes(proxy_port, ports[index], sent), (LOOPBACK, proxy_port)
@@ -981,7 +988,7 @@ def flood(
                         rng.randbytes(rng.randrange(1, 1200)), (LOOPBACK, proxy_port)
                     )
                     garbage_sent += 1
-            events = poller.poll(50)
+            events = poller.poll(5 if rate is not None else 50)
             for fd, _ in events:
                 while True:
                     try:

@@ -61,6 +61,9 @@ MEMORY_OPTIONS = 20_000
 #: The first ~20,000 OPTIONS lift RSS by ~30 MB to a plateau (allocator arenas, caches);
 #: after that it stays flat, so the warm-up runs that many before the measurement.
 WARM_UP_OPTIONS = 20_000
+#: Warm-up and measurement at the same pace, so that both hold the same number of live
+#: transactions (rate × Timer J): growth then is what a leak leaves, not a higher peak.
+MEMORY_RATE = 3_000.0
 MEMORY_GARBAGE = 10_000
 MEMORY_LIMIT_KIB = 5 * 1024
 #: Short RFC 3261 timers for the memory run, so that every transaction of the warm-up has
@@ -303,11 +306,19 @@ def test_resident_memory_stays_flat_under_options_and_garbage(tmp_path: Path) ->
         extra=("--config", str(config), "--log-level", "warning"),
     )
     try:
-        warm = flood(port, options=WARM_UP_OPTIONS, garbage_datagrams=1_000, seed=SEED)
+        warm = flood(
+            port, options=WARM_UP_OPTIONS, garbage_datagrams=1_000, seed=SEED, rate=MEMORY_RATE
+        )
         assert warm.ok_options >= 0.99 * warm.sent_options, warm
         time.sleep(2.0)  # Timer J of the last warm-up transaction (64·T1 = 1.28 s)
         before = rss_kib(proxy.process.pid)
-        run = flood(port, options=MEMORY_OPTIONS, garbage_datagrams=MEMORY_GARBAGE, seed=SEED + 1)
+        run = flood(
+            port,
+            options=MEMORY_OPTIONS,
+            garbage_datagrams=MEMORY_GARBAGE,
+            seed=SEED + 1,
+            rate=MEMORY_RATE,
+        )
         time.sleep(2.0)
         after = rss_kib(proxy.process.pid)
         assert proxy.process.poll() is None
