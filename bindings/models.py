@@ -306,6 +306,28 @@ class Allocation:
     replayed: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class AllocationRequest:
+    """The arguments of one ``allocate`` call as a value, so that a writer can queue many and
+    allocate them in one transaction (``SqliteBindingStore.allocate_many``)."""
+
+    a: str
+    b: str
+    now: float
+    x: str | None = None
+    tenant: str = DEFAULT_TENANT
+    city: str | None = None
+    request_id: str | None = None
+    model: BindingModel = "axb"
+    expires_at: float | None = None
+    direction: Direction = "both"
+    max_call_s: int | None = None
+    order_id: str | None = None
+    scenario: str | None = None
+    strict_pool: bool = True
+    actor: str = "cli"
+
+
 class PoolError(ValueError):
     """A pool change that cannot be made; ``field`` names the request field at fault."""
 

@@ -528,18 +528,33 @@ def api(
         str, typer.Option("--listen", help="HOST:PORT of the HTTP API.")
     ] = "127.0.0.1:8080",
     db: DbOption = DEFAULT_DB,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="Processes serving the port (one core each); they share the database.",
+        ),
+    ] = 1,
 ) -> None:
     """Serve the HTTP API (bindings, pool, call records) without the SIP proxy."""
     import asyncio
     import signal
 
-    from proxy.api.app import create_app, parse_listen, serve_api
+    from proxy.api.app import create_app, parse_listen, run_api_workers, serve_api
     from proxy.server import install_event_loop
 
     try:
         host, port = parse_listen(listen)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="'--listen'") from exc
+    if workers > 1:
+        try:
+            status = run_api_workers(db, host, port, workers)
+        except OSError as exc:
+            typer.echo(f"privproxy api: {exc}", err=True)
+            raise typer.Exit(1) from None
+        raise typer.Exit(status)
 
     async def run() -> None:
         stop = asyncio.Event()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import time
 from collections.abc import Callable, Iterator
 from importlib.util import find_spec
@@ -34,12 +35,14 @@ from bindings.models import (
     PoolNumberNotFound,
 )
 from proxy.api import bindings, pool
-from proxy.api.deps import ApiSettings, ConnectionPool
+from proxy.api.deps import AllocationWriter, ApiSettings, ConnectionPool
 from proxy.db import open_database
 from proxy.numbers import NumberPlan
 
 DEFAULT_LISTEN: Final = ("127.0.0.1", 8080)
 _SHUTDOWN_POLL_S: Final = 0.1
+_WORKER_STOP_S: Final = 10.0
+_BACKLOG: Final = 2048
 
 
 def _detail(status_code: int, detail: object) -> JSONResponse:
@@ -92,12 +95,16 @@ def create_app(
         summary="Privacy-number (700 range) bindings, number pool and call records.",
         version="1",
     )
-    app.state.db_pool = ConnectionPool(db_path)
-    app.state.settings = ApiSettings(
+    settings = ApiSettings(
         plan=plan or defaults.plan,
         quarantine_s=defaults.quarantine_s if quarantine_s is None else quarantine_s,
         max_per_x=defaults.max_per_x if max_per_x is None else max_per_x,
     )
+    app.state.db_pool = ConnectionPool(db_path)
+    app.state.allocation_writer = AllocationWriter(
+        db_path, quarantine_s=settings.quarantine_s, max_per_x=settings.max_per_x
+    )
+    app.state.settings = settings
     app.state.clock = clock
     # Most specific first: Starlette picks the handler by walking the exception's MRO.
     app.add_exception_handler(BindingRefused, _refused)
@@ -106,6 +113,7 @@ def create_app(
     app.add_exception_handler(PoolNumberNotFound, _not_found)
     app.add_exception_handler(PoolError, _pool_error)
     app.include_router(bindings.router)
+    app.add_middleware(bindings.CreateFastPath)
     app.include_router(pool.router)
     if find_spec("proxy.api.cdrs") is not None:
         from proxy.api.cdrs import router as cdr_router
@@ -140,12 +148,20 @@ class _EmbeddedServer(uvicorn.Server):
         yield
 
 
-async def serve_api(app: FastAPI, host: str, port: int, stop: asyncio.Event) -> None:
+async def serve_api(
+    app: FastAPI,
+    host: str,
+    port: int,
+    stop: asyncio.Event,
+    *,
+    sock: socket.socket | None = None,
+) -> None:
     """Serve ``app`` on ``host:port`` in the running event loop until ``stop`` is set.
 
     A port that cannot be bound raises ``OSError``. Uvicorn installs no signal handlers
     here: the caller owns the process's signals and sets ``stop``; requests in flight then
-    finish before this returns.
+    finish before this returns. ``sock``, an already listening socket (one of several
+    worker processes'), replaces binding ``host:port``.
     """
     config = uvicorn.Config(
         app,
@@ -165,11 +181,121 @@ async def serve_api(app: FastAPI, host: str, port: int, stop: asyncio.Event) -> 
 
     watcher = asyncio.create_task(stop_when_asked())
     try:
-        await server.serve()
+        await server.serve(sockets=None if sock is None else [sock])
     except SystemExit:
         # uvicorn exits the process when it cannot bind; here that is the caller's call.
         raise OSError(f"HTTP API cannot listen on {host}:{port}") from None
     finally:
         watcher.cancel()
-        pool_: ConnectionPool = app.state.db_pool
-        pool_.close()
+        close_app(app)
+
+
+def close_app(app: FastAPI) -> None:
+    """Finish queued binding creations and close the app's database connections."""
+    writer: AllocationWriter = app.state.allocation_writer
+    writer.close()
+    pool_: ConnectionPool = app.state.db_pool
+    pool_.close()
+
+
+def listening_sockets(host: str, port: int, count: int) -> list[socket.socket]:
+    """``count`` sockets listening on ``host:port`` with ``SO_REUSEPORT``: the kernel spreads
+    incoming connections over them, one per worker process. Bound here, before any worker
+    starts, so that a port in use is one clear ``OSError``."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sockets: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind((host, port))
+            sock.listen(_BACKLOG)
+            sock.set_inheritable(True)
+    except OSError as exc:
+        for sock in sockets:
+            sock.close()
+        raise OSError(f"HTTP API cannot listen on {host}:{port}: {exc.strerror}") from None
+    return sockets
+
+
+def _api_worker(
+    db_path: str, host: str, port: int, sock: socket.socket, others: list[socket.socket]
+) -> None:
+    """One worker process of ``run_api_workers``: the whole API on its own socket until
+    SIGTERM or SIGINT."""
+    import signal
+
+    from proxy.server import install_event_loop
+
+    for other in others:
+        other.close()
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await serve_api(create_app(db_path), host, port, stop, sock=sock)
+
+    install_event_loop()
+    asyncio.run(run())
+
+
+def run_api_workers(db_path: str | Path, host: str, port: int, workers: int) -> int:
+    """Serve the API from ``workers`` processes on one port until SIGTERM or SIGINT; return
+    the exit status (1 when a worker died on its own).
+
+    One process is one core's worth of Python; several share the database file as any
+    writers do (WAL; ``BEGIN IMMEDIATE`` serialises their allocations, so the reuse rule
+    holds across them). SIGTERM or SIGINT stops every worker gracefully.
+    """
+    import multiprocessing
+    import signal
+    from multiprocessing.connection import wait
+
+    open_database(db_path).close()  # migrate once, before the workers race to
+    sockets = listening_sockets(host, port, workers)
+    # fork: no thread runs yet in this process, and each worker inherits its socket.
+    context = multiprocessing.get_context("fork")
+    processes = [
+        context.Process(
+            target=_api_worker,
+            args=(
+                str(db_path),
+                host,
+                port,
+                sock,
+                [other for other in sockets if other is not sock],
+            ),
+            name=f"privproxy-api-{index}",
+        )
+        for index, sock in enumerate(sockets)
+    ]
+    stopping: list[int] = []
+
+    def stop(signum: int, _frame: object) -> None:
+        stopping.append(signum)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        for process in processes:
+            process.start()
+        for sock in sockets:
+            sock.close()
+        while not stopping:
+            if wait([process.sentinel for process in processes], timeout=_SHUTDOWN_POLL_S):
+                break
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+        for process in processes:
+            process.join(_WORKER_STOP_S)
+            if process.is_alive():
+                process.kill()
+                process.join()
+    return 0 if stopping and all(p.exitcode == 0 for p in processes) else 1

@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from bindings.keys import create_api_key
-from proxy.api.app import create_app
+from proxy.api.app import close_app, create_app
 from proxy.db import open_database
 
 T0 = 1_800_000_000.0
@@ -81,4 +81,4 @@ def api(tmp_path: Path) -> Iterator[Api]:
     admin, acme, globex = make_keys(db)
     with TestClient(app) as client:
         yield Api(client, clock, db, bearer(admin), bearer(acme), bearer(globex))
-    app.state.db_pool.close()
+    close_app(app)

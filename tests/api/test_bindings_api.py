@@ -3,6 +3,8 @@ expiry, quarantine, changes and release, listings, audit."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from proxy import audit
@@ -30,6 +32,26 @@ def test_create_allocates_from_the_pool_and_answers_the_whole_binding(api: Api) 
     assert (created["order_id"], created["scenario"]) == ("o-1", "delivery")
     fetched = api.client.get(f"/v1/bindings/{created['id']}", headers=api.acme)
     assert fetched.status_code == 200 and fetched.json() == created
+
+
+def test_fast_path_and_fastapi_route_answer_alike(api: Api) -> None:
+    # application/json takes the fast path (CreateFastPath); another JSON media type goes
+    # through FastAPI's route. Both must give the same answers.
+    api.add_pool(X1)
+    body = {"a": A, "b": B, "ttl_s": 600, "request_id": "r-1", "order_id": "o-9"}
+    fast = api.client.post("/v1/bindings", json=body, headers=api.acme)
+    assert fast.status_code == 201 and fast.headers["content-type"] == "application/json"
+    via_route = {**api.acme, "Content-Type": "application/merge-patch+json"}
+    routed = api.client.post("/v1/bindings", content=json.dumps(body), headers=via_route)
+    assert routed.status_code == 200 and routed.json() == fast.json()
+    refused = {"a": C, "b": A}
+    fast_refusal = api.client.post("/v1/bindings", json=refused, headers=api.acme)
+    routed_refusal = api.client.post("/v1/bindings", content=json.dumps(refused), headers=via_route)
+    assert fast_refusal.status_code == routed_refusal.status_code == 409
+    assert fast_refusal.json() == routed_refusal.json()
+    assert "no free privacy number" in fast_refusal.json()["detail"]
+    malformed = api.client.post("/v1/bindings", json={"a": A, "b": A}, headers=api.acme)
+    assert malformed.status_code == 422 and malformed.json()["detail"][0]["loc"] == ["body", "b"]
 
 
 def test_a_pair_sharing_a_party_gets_another_x_and_disjoint_pairs_share(api: Api) -> None:
@@ -111,7 +133,7 @@ def test_refusals_are_409_saying_why(api: Api) -> None:
 def test_per_x_cap_moves_allocation_on(api: Api, tmp_path: object) -> None:
     from fastapi.testclient import TestClient
 
-    from proxy.api.app import create_app
+    from proxy.api.app import close_app, create_app
     from tests.api.conftest import bearer, make_keys
 
     db = api.db.with_name("capped.db")
@@ -129,7 +151,7 @@ def test_per_x_cap_moves_allocation_on(api: Api, tmp_path: object) -> None:
         assert xs == [X1, X1, X2]
         full = client.post("/v1/bindings", json={"a": C, "b": D, "x": X1}, headers=bearer(acme))
         assert full.status_code == 409 and "cap" in full.json()["detail"]
-    app.state.db_pool.close()
+    close_app(app)
 
 
 def test_city_is_preferred_then_any_number(api: Api) -> None:

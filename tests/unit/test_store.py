@@ -14,7 +14,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bindings.memory_store import MemoryBindingStore
-from bindings.models import Binding, BindingConflict, BindingError, BindingNotFound
+from bindings.models import (
+    Allocation,
+    AllocationRequest,
+    Binding,
+    BindingConflict,
+    BindingError,
+    BindingNotFound,
+    NumberQuarantined,
+)
 from bindings.sqlite_store import SqliteBindingStore
 from bindings.store import BindingStore
 from proxy import db
@@ -403,6 +411,45 @@ def test_two_connections_on_one_file_enforce_the_reuse_rule(tmp_path: Path) -> N
     assert found is not None and found.other_party(B) == A
     one.close()
     two.close()
+
+
+def test_allocate_many_is_allocate_in_order_with_refusals_as_values(tmp_path: Path) -> None:
+    store = SqliteBindingStore.open(tmp_path / "group.db", quarantine_s=0)
+    store.add_numbers([X, X2], now=T0)
+    outcomes = store.allocate_many(
+        [
+            AllocationRequest(A, B, T0, x=X),
+            AllocationRequest(C, A, T0, x=X),  # A is already live on X, one request earlier
+            AllocationRequest(C, A, T0),  # allocated: X2 is the first number free for both
+            AllocationRequest(A, A, T0),  # malformed
+            AllocationRequest(C, D, T0, request_id="r1"),
+            AllocationRequest(C, D, T0, request_id="r1"),  # a retry within the same group
+        ]
+    )
+    first, conflict, moved, malformed, made, retried = outcomes
+    assert isinstance(first, Allocation) and first.binding.x == X
+    assert isinstance(conflict, BindingConflict)
+    assert isinstance(moved, Allocation) and moved.binding.x == X2
+    assert isinstance(malformed, BindingError) and malformed.field == "b"
+    assert isinstance(made, Allocation) and isinstance(retried, Allocation)
+    assert retried.replayed and retried.binding == made.binding
+    live = store.list(status="active")
+    assert {binding.id for binding in live} == {
+        first.binding.id,
+        moved.binding.id,
+        made.binding.id,
+    }
+    store.close()
+
+
+def test_a_refused_allocation_keeps_the_sweep_it_ran(tmp_path: Path) -> None:
+    store = SqliteBindingStore.open(tmp_path / "sweep.db", quarantine_s=60)
+    lapsing = store.add(A, C, X, now=T0, expires_at=T0 + 1)
+    with pytest.raises(NumberQuarantined):
+        store.add(A, B, X, now=T0 + 2)
+    swept = store.get(lapsing.id)
+    assert swept is not None and swept.status == "expired" and swept.ended_at == T0 + 1
+    store.close()
 
 
 def test_routing_lookups_use_the_indexes(tmp_path: Path) -> None:
