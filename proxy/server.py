@@ -273,11 +273,19 @@ class Server:
                 )
                 self._abort_leaking_call(item.data)
                 return
-        if item.destination.transport == "udp":
-            if self.udp:
-                self.udp[0].send(item.data, item.destination)
-        else:
-            self.tcp.send(item.data, item.destination)
+        try:
+            if item.destination.transport == "udp":
+                if self.udp:
+                    self.udp[0].send(item.data, item.destination)
+            else:
+                self.tcp.send(item.data, item.destination)
+        except (OSError, ValueError) as error:
+            # An address the socket cannot take (another family, a name to resolve): this
+            # message is lost like a dropped datagram, the rest of the work goes on.
+            self.counters["send_errors"] += 1
+            log.warning(
+                "cannot send to %s:%s: %s", item.destination.host, item.destination.port, error
+            )
 
     def _abort_leaking_call(self, data: bytes) -> None:
         try:
