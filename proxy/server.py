@@ -237,13 +237,19 @@ class Server:
         self.process(outputs)
 
     def process(self, outputs: list[object]) -> None:
+        """Carry out what the core asked for; one failing item (a database error in a
+        lookup, say) is logged and counted and does not cost the others."""
         for item in outputs:
-            if isinstance(item, Send):
-                self.send(item)
-            elif isinstance(item, LookupBinding):
-                self.lookup(item)
-            elif isinstance(item, CallFinished):
-                self.finished(item.summary)
+            try:
+                if isinstance(item, Send):
+                    self.send(item)
+                elif isinstance(item, LookupBinding):
+                    self.lookup(item)
+                elif isinstance(item, CallFinished):
+                    self.finished(item.summary)
+            except Exception:
+                self.counters["internal_errors"] += 1
+                log.exception("internal error carrying out %s", type(item).__name__)
         self._arm_timer()
 
     def lookup(self, request: LookupBinding) -> None:
