@@ -331,14 +331,6 @@ def test_resident_memory_stays_flat_under_options_and_garbage(tmp_path: Path) ->
         trunk.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a reply address the UDP socket cannot take (top-Via maddr=localhost or "
-    "maddr=[::1] on an IPv4 listener) makes uvloop's sendto raise ValueError out of "
-    "Server.send (proxy/server.py; proxy/transport/udp.py UdpProtocol.send): the rest of "
-    "the outputs (LookupBinding, timers) is lost, the call stays in progress for ever with "
-    "no record, and at SIGTERM drain() dies on the same error and exits 1",
-)
 def test_an_unsendable_reply_address_leaves_no_call_behind(tmp_path: Path) -> None:
     parties = Parties()
     port = free_port()
