@@ -212,7 +212,6 @@ def listening_sockets(host: str, port: int, count: int) -> list[socket.socket]:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             sock.bind((host, port))
             sock.listen(_BACKLOG)
-            sock.set_inheritable(True)
     except OSError as exc:
         for sock in sockets:
             sock.close()

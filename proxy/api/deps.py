@@ -186,11 +186,7 @@ class AllocationWriter:
             thread.join(timeout)
 
     def _run(self) -> None:
-        store = SqliteBindingStore(
-            tune_connection(connect(self._path)),
-            quarantine_s=self._quarantine_s,
-            max_per_x=self._max_per_x,
-        )
+        store: SqliteBindingStore | None = None
         try:
             stopping = False
             while not stopping:
@@ -207,14 +203,25 @@ class AllocationWriter:
                         stopping = True
                         break
                     group.append(job)
-                self._allocate(store, group)
+                store = self._allocate(store, group)
         finally:
-            store.close()
+            if store is not None:
+                store.close()
 
-    @staticmethod
-    def _allocate(store: SqliteBindingStore, group: Sequence[_Job]) -> None:
+    def _allocate(
+        self, store: SqliteBindingStore | None, group: Sequence[_Job]
+    ) -> SqliteBindingStore | None:
+        """Allocate ``group``, answer each request, and return the store for the next group
+        (opened here, so that a database that cannot be opened fails the requests rather
+        than leaving them waiting)."""
         outcomes: Sequence[_Outcome]
         try:
+            if store is None:
+                store = SqliteBindingStore(
+                    tune_connection(connect(self._path)),
+                    quarantine_s=self._quarantine_s,
+                    max_per_x=self._max_per_x,
+                )
             outcomes = store.allocate_many([request for request, _, _ in group])
         except Exception as failure:  # the database failed the whole group
             outcomes = [failure] * len(group)
@@ -228,6 +235,7 @@ class AllocationWriter:
                 loop.call_soon_threadsafe(_settle, jobs, results)
             except RuntimeError:  # that loop is closed: nobody is waiting any more
                 continue
+        return store
 
 
 def _pool(request: Request) -> ConnectionPool:
