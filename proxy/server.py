@@ -146,6 +146,18 @@ class Server:
         if api_error is not None:
             raise SystemExit(1)
 
+    def readiness(self) -> tuple[bool, str]:
+        """For ``/readyz``: ready while listening and taking calls with a working database."""
+        if not self.core.accepting:
+            return False, "draining: not taking new calls"
+        if not self.udp and not self.tcp.servers:
+            return False, "not listening yet"
+        try:
+            self.store.find_for_call("0", "0", time.time())
+        except Exception as error:
+            return False, f"database: {error}"
+        return True, "ok"
+
     async def _sweep_expired_bindings(self) -> None:
         """Mark bindings past their expiry (routing never needs it: an expired binding stops
         routing at once; listings and exports do)."""
