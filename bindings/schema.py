@@ -1,5 +1,5 @@
 """Schema migration 2 of the privproxy database (issue #4): number pool, tenants, API keys,
-idempotent binding creation.
+idempotent binding creation; the number blocklist (issue #6).
 
 Statements run in order inside one transaction by ``proxy.db.migrate``.
 
@@ -64,4 +64,17 @@ BINDINGS_SCHEMA_V2: Final[tuple[str, ...]] = (
         revoked_at  REAL
     )
     """,
+    # Real numbers that may not call or be called through any privacy number
+    # (bindings/blocklist.py). WITHOUT ROWID: the call path's check is one probe of this
+    # primary-key B-tree, with the expiry read from the same leaf.
+    """
+    CREATE TABLE blocklist (
+        number      TEXT    PRIMARY KEY,
+        reason      TEXT    NOT NULL,
+        created_at  REAL    NOT NULL,
+        created_by  TEXT    NOT NULL,
+        expires_at  REAL
+    ) WITHOUT ROWID
+    """,
+    "CREATE INDEX blocklist_created ON blocklist (created_at)",
 )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -24,6 +25,8 @@ from typing import Annotated, Any, Final
 
 import typer
 
+from bindings import blocklist
+from bindings.blocklist import BlockedNumber, BlocklistError, NotBlocked
 from bindings.keys import ApiKey, ApiKeyNotFound, create_api_key, list_api_keys, revoke_api_key
 from bindings.models import (
     Binding,
@@ -517,6 +520,112 @@ def apikey_revoke(
     finally:
         conn.close()
     typer.echo(f"revoked {key.id} (tenant {key.tenant})")
+
+
+# ── the number blocklist ──────────────────────────────────────────────────────────────────
+
+block_app = typer.Typer(
+    help="Real numbers that may neither call nor be called through any privacy number.",
+    no_args_is_help=True,
+)
+app.add_typer(block_app, name="block")
+
+
+@contextmanager
+def _database(db: Path) -> Iterator[sqlite3.Connection]:
+    conn = open_database(db)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def _block_json(entry: BlockedNumber, unmasked: bool) -> dict[str, Any]:
+    values = dataclasses.asdict(entry)
+    if not unmasked:
+        values["number"] = mask(entry.number)
+    return values
+
+
+@block_app.command("add")
+def block_add(
+    number: Annotated[str, typer.Argument(metavar="NUMBER", help="Real number, any usual form.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (shown to operators, audited).")],
+    ttl: Annotated[
+        int | None, typer.Option("--ttl", min=1, help="Seconds until the block lapses.")
+    ] = None,
+    db: DbOption = DEFAULT_DB,
+) -> None:
+    """Block a number; blocking it again replaces its reason and expiry."""
+    real = _normalise("real", number, "'NUMBER'")
+    now = time.time()
+    with _database(db) as conn:
+        try:
+            entry = blocklist.block(
+                conn,
+                real,
+                reason=reason,
+                actor=CLI_ACTOR,
+                now=now,
+                expires_at=None if ttl is None else now + ttl,
+            )
+        except BlocklistError as exc:
+            raise typer.BadParameter(str(exc), param_hint=f"'--{exc.field}'") from exc
+    until = "until removed" if entry.expires_at is None else f"until {_iso(entry.expires_at)}"
+    typer.echo(f"blocked {mask(entry.number)} {until}")
+
+
+@block_app.command("rm")
+def block_rm(
+    number: Annotated[str, typer.Argument(metavar="NUMBER", help="Real number, any usual form.")],
+    db: DbOption = DEFAULT_DB,
+) -> None:
+    """Unblock a number."""
+    real = _normalise("real", number, "'NUMBER'")
+    with _database(db) as conn:
+        try:
+            blocklist.unblock(conn, real, actor=CLI_ACTOR, now=time.time())
+        except NotBlocked as exc:
+            raise typer.BadParameter(str(exc).strip("'\""), param_hint="'NUMBER'") from exc
+    typer.echo(f"unblocked {mask(real)}")
+
+
+@block_app.command("list")
+def block_list(
+    include_expired: Annotated[
+        bool, typer.Option("--include-expired", help="Lapsed entries too.")
+    ] = False,
+    limit: Annotated[int, typer.Option("--limit", min=1)] = 1000,
+    offset: Annotated[int, typer.Option("--offset", min=0)] = 0,
+    json_output: JsonOption = False,
+    unmasked: Annotated[
+        bool,
+        typer.Option("--unmasked", help="Show numbers in full (audited as blocklist.unmask)."),
+    ] = False,
+    db: DbOption = DEFAULT_DB,
+) -> None:
+    """List blocked numbers, newest first (masked unless --unmasked)."""
+    now = time.time()
+    with _database(db) as conn:
+        entries = blocklist.blocked(
+            conn, now=now, include_expired=include_expired, limit=limit, offset=offset
+        )
+        if unmasked:
+            blocklist.audit_unmasked_listing(conn, actor=CLI_ACTOR, now=now, shown=len(entries))
+    if json_output:
+        _echo_json([_block_json(entry, unmasked) for entry in entries])
+        return
+    rows = [
+        (
+            entry.number if unmasked else mask(entry.number),
+            entry.reason,
+            entry.created_by,
+            _iso(entry.created_at),
+            _iso(entry.expires_at) if entry.active(now) else f"{_iso(entry.expires_at)} (lapsed)",
+        )
+        for entry in entries
+    ]
+    typer.echo(_table(("NUMBER", "REASON", "BY", "CREATED", "EXPIRES"), rows))
 
 
 # ── the HTTP API alone ────────────────────────────────────────────────────────────────────

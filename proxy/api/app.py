@@ -1,4 +1,5 @@
-"""The HTTP admin API (FastAPI): bindings, the number pool, call records, health.
+"""The HTTP admin API (FastAPI): bindings, the number pool, the blocklist, call records,
+health and metrics.
 
 ``create_app`` builds the application on a database file; ``serve_api`` runs it with
 uvicorn inside an already running event loop (the SIP server's, design.md §3), until an
@@ -9,6 +10,12 @@ refuses a valid request (reuse rule, quarantine, no free number, number in use),
 
 No access log: request lines carry query strings, and ``?party=`` is a real number
 (design.md §4).
+
+Observability needs no key: ``GET /metrics`` (Prometheus text format), ``GET /healthz``
+(the process and its database answer) and ``GET /readyz`` (the process takes calls; 503
+with the reason otherwise). ``privproxy serve`` passes its own metrics and readiness;
+``privproxy api`` alone serves the process's default Prometheus registry and counts itself
+ready while its database answers.
 """
 
 from __future__ import annotations
@@ -24,7 +31,8 @@ from typing import Final
 
 import uvicorn
 from fastapi import FastAPI, Request, status
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import REGISTRY, generate_latest
 
 from bindings.models import (
     BindingError,
@@ -34,7 +42,7 @@ from bindings.models import (
     PoolNumberInUse,
     PoolNumberNotFound,
 )
-from proxy.api import bindings, pool
+from proxy.api import bindings, blocklist, pool
 from proxy.api.deps import AllocationWriter, ApiSettings, ConnectionPool
 from proxy.db import open_database
 from proxy.numbers import NumberPlan
@@ -43,6 +51,11 @@ DEFAULT_LISTEN: Final = ("127.0.0.1", 8080)
 _SHUTDOWN_POLL_S: Final = 0.1
 _WORKER_STOP_S: Final = 10.0
 _BACKLOG: Final = 2048
+#: The Prometheus text exposition format that ``generate_latest`` writes.
+METRICS_CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
+
+MetricsSource = Callable[[], bytes]
+ReadinessProbe = Callable[[], tuple[bool, str]]
 
 
 def _detail(status_code: int, detail: object) -> JSONResponse:
@@ -86,8 +99,15 @@ def create_app(
     quarantine_s: float | None = None,
     max_per_x: int | None = None,
     clock: Callable[[], float] = time.time,
+    metrics: MetricsSource | None = None,
+    ready: ReadinessProbe | None = None,
 ) -> FastAPI:
-    """The API on the database at ``db_path`` (created or migrated now)."""
+    """The API on the database at ``db_path`` (created or migrated now).
+
+    ``metrics`` renders ``/metrics`` (default: the process's default Prometheus registry);
+    ``ready`` answers ``/readyz`` with (ready, reason) (default: the database answers).
+    Both run on the event loop thread, the thread that owns what a server reads in them.
+    """
     open_database(db_path).close()
     defaults = ApiSettings()
     app = FastAPI(
@@ -115,18 +135,48 @@ def create_app(
     app.include_router(bindings.router)
     app.add_middleware(bindings.CreateFastPath)
     app.include_router(pool.router)
+    app.include_router(blocklist.router)
     if find_spec("proxy.api.cdrs") is not None:
         from proxy.api.cdrs import router as cdr_router
 
         app.include_router(cdr_router)
 
-    @app.get("/healthz", tags=["health"])
-    def healthz() -> dict[str, str]:
+    def database_answers() -> tuple[bool, str]:
+        db_pool: ConnectionPool = app.state.db_pool
+        try:
+            with db_pool.connection() as conn:
+                conn.execute("SELECT 1").fetchone()
+        except Exception as error:
+            return False, f"database: {error}"
+        return True, "ok"
+
+    render_metrics = metrics or (lambda: generate_latest(REGISTRY))
+    readiness = ready or database_answers
+
+    @app.get("/healthz", tags=["health"], responses={503: {"description": "database down"}})
+    def healthz() -> JSONResponse:
         """Liveness and database reachability (no key needed)."""
-        pool_: ConnectionPool = app.state.db_pool
-        with pool_.connection() as conn:
-            conn.execute("SELECT 1").fetchone()
-        return {"status": "ok"}
+        alive, reason = database_answers()
+        if not alive:
+            return JSONResponse({"status": "error", "detail": reason}, status_code=503)
+        return JSONResponse({"status": "ok"})
+
+    @app.get("/readyz", tags=["health"], responses={503: {"description": "not ready"}})
+    async def readyz() -> JSONResponse:
+        """Whether this process takes calls now (no key needed): 200 ``{"ready": true}``,
+        else 503 with the reason (starting, draining, database unreachable)."""
+        try:
+            is_ready, reason = readiness()
+        except Exception as error:
+            is_ready, reason = False, f"readiness check failed: {error}"
+        if is_ready:
+            return JSONResponse({"ready": True})
+        return JSONResponse({"ready": False, "reason": reason}, status_code=503)
+
+    @app.get("/metrics", tags=["health"], response_class=Response)
+    async def prometheus_metrics() -> Response:
+        """Prometheus metrics in the text exposition format (no key needed)."""
+        return Response(render_metrics(), media_type=METRICS_CONTENT_TYPE)
 
     return app
 
