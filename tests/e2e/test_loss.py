@@ -185,6 +185,7 @@ def run_lossy_calls(
         extra=("--config", str(config), "--api", f"127.0.0.1:{api_port}"),
     )
     lost = ("-lost", str(loss_percent))
+    injection = _injection_file(workdir, pairs)
     try:
         with run_sipp(
             "uas_load",
@@ -203,13 +204,7 @@ def run_lossy_calls(
                 calls=calls,
                 rate=rate,
                 timeout_s=90,
-                extra=(
-                    *lost,
-                    "-d",
-                    str(talk_ms),
-                    "-inf",
-                    str(_injection_file(workdir, pairs)),
-                ),  # fmt: skip
+                extra=(*lost, "-d", str(talk_ms), "-inf", str(injection)),
                 workdir=workdir,
             )
             settled = wait_for_no_live_state(api_port)
