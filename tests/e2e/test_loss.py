@@ -42,7 +42,7 @@ X: Final = "700123456789012"
 #: only a call refused by B with an error status starts it.
 FAST_TIMERS: Final = "t1 = 0.05\nt2 = 0.4\nt4 = 0.5\n"
 #: Live state gauges that must read zero once every call and timer has ended.
-LIVE_GAUGES: Final = (
+LIVE_GAUGES: Final[tuple[tuple[str, dict[str, str]], ...]] = (
     ("privproxy_transactions", {"kind": "client"}),
     ("privproxy_transactions", {"kind": "server"}),
     ("privproxy_dialogs", {}),
@@ -165,7 +165,6 @@ def run_lossy_calls(
     calls: int = 30,
     rate: float = 10.0,
     talk_ms: int = 200,
-    seed_note: str = "",
 ) -> LossRun:
     """``calls`` calls at ``rate``/s through a fresh ``privproxy serve`` (short timers, the
     API on for ``/metrics``) with ``loss_percent`` % loss on both SIPp sides."""
