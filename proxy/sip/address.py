@@ -79,6 +79,17 @@ _VIA: Final = re.compile(
 )
 _CSEQ: Final = re.compile(rf"([0-9]{{1,10}}+) ({_TOKEN})")
 
+#: Parsed values by their exact text, one table per type. A call repeats most of its
+#: values (the From of its INVITE in the ACK and BYE; Via, From and CSeq in every
+#: response to one request) and a trunk repeats some across calls (``1 INVITE``, its
+#: Contact); the values are frozen, so one parse serves every message with the same text.
+#: Only successful parses are kept, so a malformed value is refused every time; a table
+#: is emptied when full, so a peer sending endless distinct values cannot grow it.
+_PARSED_LIMIT: Final = 4096
+_PARSED_ADDRESSES: dict[str, NameAddress] = {}
+_PARSED_VIAS: dict[str, Via] = {}
+_PARSED_CSEQS: dict[str, CSeq] = {}
+
 
 def parse_header_params(text: str, what: str) -> Params:
     """Parse ``*( SEMI generic-param )`` with LWS and quoted values (RFC 3261 §25.1)."""
@@ -137,6 +148,16 @@ class NameAddress:
 
     @classmethod
     def parse(cls, text: str, what: str = "address") -> NameAddress:
+        address = _PARSED_ADDRESSES.get(text)
+        if address is None:
+            address = cls._parse(text, what)
+            if len(_PARSED_ADDRESSES) >= _PARSED_LIMIT:
+                _PARSED_ADDRESSES.clear()
+            _PARSED_ADDRESSES[text] = address
+        return address
+
+    @classmethod
+    def _parse(cls, text: str, what: str) -> NameAddress:
         match = _NAME_ADDR.fullmatch(text)
         if match is not None:
             quoted, tokens, scheme, user, password, host, port_text, uri_params, params = (
@@ -212,6 +233,16 @@ class Via:
 
     @classmethod
     def parse(cls, text: str) -> Via:
+        via = _PARSED_VIAS.get(text)
+        if via is None:
+            via = cls._parse(text)
+            if len(_PARSED_VIAS) >= _PARSED_LIMIT:
+                _PARSED_VIAS.clear()
+            _PARSED_VIAS[text] = via
+        return via
+
+    @classmethod
+    def _parse(cls, text: str) -> Via:
         match = _VIA.fullmatch(text)
         if match is not None:
             transport, host, port_text, param_text = match.groups()
@@ -309,6 +340,16 @@ class CSeq:
 
     @classmethod
     def parse(cls, text: str) -> CSeq:
+        cseq = _PARSED_CSEQS.get(text)
+        if cseq is None:
+            cseq = cls._parse(text)
+            if len(_PARSED_CSEQS) >= _PARSED_LIMIT:
+                _PARSED_CSEQS.clear()
+            _PARSED_CSEQS[text] = cseq
+        return cseq
+
+    @classmethod
+    def _parse(cls, text: str) -> CSeq:
         match = _CSEQ.fullmatch(text)
         if match is not None:
             digits, method = match.groups()
