@@ -7,17 +7,28 @@ Prints:
   ``--export-rows`` records (default 1,000,000), target ≥ 100,000/s for the exports;
 - rows/s of ``verify --db`` over the same table.
 
-Run: .venv/bin/python -m benchmarks.cdr [--writer-rows N] [--export-rows N]
-(as a module: run as a script, benchmarks/bindings.py would shadow the bindings package)
+Each export is timed with both renderers of ``export_records`` (the Python reference and
+SQLite), alternating, ``--repeat`` times; the medians are printed with the CPU time of this
+process and the machine's load average, since this machine is shared.
+
+Run: .venv/bin/python -m benchmarks.cdr [--writer-rows N] [--export-rows N] [--repeat N]
+(run as a script it works too: the repository root goes first on sys.path, so that
+benchmarks/bindings.py does not shadow the bindings package)
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import os
+import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from proxy.cdr.export import export_records
 from proxy.cdr.record import CallRecord
@@ -66,8 +77,9 @@ def make_record(n: int) -> CallRecord:
     )
 
 
-def fill(path: Path, rows: int) -> float:
-    """Push ``rows`` records through a writer; return records/s (submit to last commit)."""
+def fill(path: Path, rows: int) -> tuple[float, float]:
+    """Push ``rows`` records through a writer; return records/s (submit to last commit) and
+    the process CPU seconds per record."""
     records = [make_record(n) for n in range(rows)]
     # A million long-lived records would make every young-generation collection walk them;
     # the server freezes its start-up heap the same way (proxy.server.tune_gc).
@@ -76,41 +88,77 @@ def fill(path: Path, rows: int) -> float:
     writer = CdrWriter(path, batch_rows=2000, batch_ms=200)
     writer.start()
     start = time.perf_counter()
+    cpu = time.process_time()
     for record in records:
         writer.submit(record)
     assert writer.close(timeout=600)
     elapsed = time.perf_counter() - start
+    cpu = time.process_time() - cpu
     assert writer.written == rows, (writer.written, rows)
     del records
     gc.unfreeze()
     gc.collect()
-    return rows / elapsed
+    return rows / elapsed, cpu / rows
+
+
+def load() -> str:
+    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--writer-rows", type=int, default=200_000)
     parser.add_argument("--export-rows", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
+    print(f"{os.cpu_count()} CPUs, {load()}")
     with tempfile.TemporaryDirectory(prefix="cdr-bench-") as tmp:
         work = Path(tmp)
-        rate = fill(work / "writer.db", args.writer_rows)
-        print(f"writer: {rate:,.0f} records/s ({args.writer_rows:,} records, chain included)")
+        rates = []
+        for run in range(args.repeat):
+            rate, cpu = fill(work / f"writer{run}.db", args.writer_rows)
+            rates.append(rate)
+            print(f"  writer run {run + 1}: {rate:,.0f} records/s, {cpu * 1e6:.1f} µs CPU/record")
+        print(
+            f"writer: {statistics.median(rates):,.0f} records/s median"
+            f" ({args.writer_rows:,} records, chain included; target 50,000) — {load()}"
+        )
         db_path = work / "export.db"
-        rate = fill(db_path, args.export_rows)
-        print(f"writer: {rate:,.0f} records/s ({args.export_rows:,} records)")
+        rate, cpu = fill(db_path, args.export_rows)
+        print(f"writer: {rate:,.0f} records/s ({args.export_rows:,} records) — {load()}")
         conn = open_database(db_path)
         for fmt in ("csv", "jsonl"):
-            out = work / f"export.{fmt}"
-            start = time.perf_counter()
-            result = export_records(conn, out, fmt=fmt)  # type: ignore[arg-type]
-            elapsed = time.perf_counter() - start
-            count = result.manifest["count"]
-            size = out.stat().st_size / 1e6
-            rate = count / elapsed
-            print(f"export {fmt} (masked): {rate:,.0f} rows/s ({count:,} rows, {size:.0f} MB)")
+            results: dict[str, list[tuple[float, float]]] = {"python": [], "sql": []}
+            digests: dict[str, bytes] = {}
+            for _ in range(args.repeat):
+                for renderer in ("python", "sql"):
+                    out = work / f"export-{renderer}.{fmt}"
+                    start = time.perf_counter()
+                    cpu = time.process_time()
+                    result = export_records(
+                        conn,
+                        out,
+                        fmt=fmt,
+                        renderer=renderer,
+                        now=T0,
+                    )
+                    elapsed = time.perf_counter() - start
+                    cpu = time.process_time() - cpu
+                    count = result.manifest["count"]
+                    results[renderer].append((count / elapsed, count / cpu))
+                    digests[renderer] = result.manifest["file"]["sha256"].encode()
+            size = (work / f"export-sql.{fmt}").stat().st_size / 1e6
+            for renderer, runs in results.items():
+                wall = statistics.median(r for r, _ in runs)
+                per_cpu = statistics.median(c for _, c in runs)
+                print(
+                    f"export {fmt} (masked, {renderer}): {wall:,.0f} rows/s median,"
+                    f" {per_cpu:,.0f} rows per CPU second ({count:,} rows, {size:.0f} MB)"
+                )
+            same = digests["python"] == digests["sql"]
+            print(f"  {fmt}: both renderers wrote the same bytes: {same} — {load()}")
         start = time.perf_counter()
-        report = verify_export(work / "export.csv")
+        report = verify_export(work / "export-sql.csv")
         elapsed = time.perf_counter() - start
         print(f"verify FILE: {report.records / elapsed:,.0f} rows/s (ok={report.ok})")
         start = time.perf_counter()

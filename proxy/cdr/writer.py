@@ -18,6 +18,7 @@ record cannot stall every record after it.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import operator
 import os
@@ -29,7 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from proxy.cdr.chain import GENESIS, commit, ms, record_hash
+from proxy.cdr.chain import GENESIS, ms, record_hash
 from proxy.cdr.record import CALL_RECORD_FIELDS, CallRecord
 from proxy.db import open_database
 
@@ -72,7 +73,6 @@ class _Stop:
 _STOP: Final = _Stop()
 
 _QueueItem = CallRecord | _Flush | _Stop
-
 
 _RECORD_VALUES: Final = operator.attrgetter(*CALL_RECORD_FIELDS)
 
@@ -211,19 +211,26 @@ class CdrWriter:
             if batch and (
                 len(batch) >= self.batch_rows or flushes or stopping or time.monotonic() >= deadline
             ):
-                self._commit(conn, batch)
+                # Salts, commitments and most of the canonical text do not depend on the
+                # chain head: computed before the write lock is taken.
+                self._commit(conn, batch, prepare_records(batch))
                 batch = []
             for marker in flushes:
                 marker.done.set()
             flushes = []
 
-    def _commit(self, conn: sqlite3.Connection, batch: Sequence[CallRecord]) -> None:
+    def _commit(
+        self,
+        conn: sqlite3.Connection,
+        batch: Sequence[CallRecord],
+        prepared: Sequence[PreparedRecord],
+    ) -> None:
         delay = _RETRY_FIRST_S
         while True:
             try:
-                self._insert(conn, batch)
+                self._insert(conn, prepared)
             except sqlite3.IntegrityError:
-                self._insert_one_by_one(conn, batch)
+                self._insert_one_by_one(conn, batch, prepared)
                 return
             except sqlite3.Error:
                 self.commit_errors += 1
@@ -240,14 +247,14 @@ class CdrWriter:
             self.batches += 1
             self._progress.notify_all()
 
-    def _insert(self, conn: sqlite3.Connection, records: Sequence[CallRecord]) -> None:
+    def _insert(self, conn: sqlite3.Connection, prepared: Sequence[PreparedRecord]) -> None:
         conn.execute("BEGIN IMMEDIATE")
         try:
             # The head is read inside the write transaction: seq order is chain order even
             # when several processes share the database file.
             head = conn.execute(_HEAD).fetchone()
             head_seq, head_hash = (0, GENESIS) if head is None else (head[0], head[1] or GENESIS)
-            conn.executemany(_INSERT, chained_rows(records, head_seq, head_hash))
+            conn.executemany(_INSERT, link_prepared(prepared, head_seq, head_hash))
         except BaseException:
             # SQLite may already have rolled back (e.g. SQLITE_FULL); a second ROLLBACK would
             # raise and hide the original error.
@@ -256,10 +263,15 @@ class CdrWriter:
             raise
         conn.execute("COMMIT")
 
-    def _insert_one_by_one(self, conn: sqlite3.Connection, records: Sequence[CallRecord]) -> None:
-        for record in records:
+    def _insert_one_by_one(
+        self,
+        conn: sqlite3.Connection,
+        records: Sequence[CallRecord],
+        prepared: Sequence[PreparedRecord],
+    ) -> None:
+        for record, one in zip(records, prepared, strict=True):
             try:
-                self._insert_with_retry(conn, record)
+                self._insert_with_retry(conn, one)
             except sqlite3.IntegrityError as exc:
                 self.dropped += 1
                 # Only the id: the row holds real numbers (design.md §4).
@@ -267,11 +279,11 @@ class CdrWriter:
             else:
                 self._count_written(1)
 
-    def _insert_with_retry(self, conn: sqlite3.Connection, record: CallRecord) -> None:
+    def _insert_with_retry(self, conn: sqlite3.Connection, prepared: PreparedRecord) -> None:
         delay = _RETRY_FIRST_S
         while True:
             try:
-                self._insert(conn, (record,))
+                self._insert(conn, (prepared,))
                 return
             except sqlite3.IntegrityError:
                 raise
@@ -282,50 +294,145 @@ class CdrWriter:
                 delay = min(delay * 2, _RETRY_MAX_S)
 
 
+PreparedRecord = tuple[tuple[Any, ...], str, str | None, str | None, str | None, str | None]
+"""A record ready to be chained: its ``cdrs`` column values, salt, the three commitments,
+and the canonical netstrings of ``id`` … ``node`` (None when the record needs the generic
+``chain.record_hash``)."""
+
+
 def chained_rows(
     records: Sequence[CallRecord], head_seq: int, head_hash: str
 ) -> list[tuple[Any, ...]]:
     """``_INSERT`` rows for ``records`` appended after the head (``head_seq``, ``head_hash``):
     each with a fresh salt, its commitments, ``seq``, ``prev_hash`` and ``hash``
     (``proxy.cdr.chain``)."""
+    return link_prepared(prepare_records(records), head_seq, head_hash)
+
+
+def prepare_records(records: Sequence[CallRecord]) -> list[PreparedRecord]:
+    """Everything of the chain that does not depend on the head: a fresh salt per record,
+    the commitments, and the canonical netstrings of the fields between ``seq`` and
+    ``prev_hash``.
+
+    This is the writer's hot loop, so it writes the encoding of ``proxy.cdr.chain`` out in
+    one f-string instead of calling ``record_hash``. It does so only for a record whose
+    field types it has checked (exact ``str`` or NULL, ``int``, times) and whose text is
+    ASCII, where a character count is the byte count; ``link_prepared`` sends any other
+    record through ``record_hash``, which also raises for a value with no canonical form.
+    Property tests hold the two to the same bytes.
+    """
+    prepared: list[PreparedRecord] = []
+    append = prepared.append
+    sha256 = hashlib.sha256
+    fast_types = _FAST_TYPES
+    salts = os.urandom(16 * len(records)).hex()
+    end = 0
+    for record in records:
+        values: tuple[Any, ...] = _RECORD_VALUES(record)
+        (
+            id_,
+            tenant,
+            binding_id,
+            x,
+            caller,
+            callee,
+            direction,
+            a_call_id,
+            b_call_id,
+            invite_at,
+            ring_at,
+            answer_at,
+            end_at,
+            disposition,
+            reject_reason,
+            sip_status,
+            q850_cause,
+            released_by,
+            node,
+        ) = values
+        start, end = end, end + 32
+        salt = salts[start:end]
+        caller_commit = sha256(f"{salt}:caller:{caller}".encode()).hexdigest() if caller else None
+        callee_commit = sha256(f"{salt}:callee:{callee}".encode()).hexdigest() if callee else None
+        a_call_id_commit = (
+            sha256(f"{salt}:a_call_id:{a_call_id}".encode()).hexdigest() if a_call_id else None
+        )
+        middle = None
+        types = tuple(map(type, values))
+        fast = fast_types.get(types)
+        if fast is None:
+            fast = _check_fast_types(types)
+        if fast and invite_at >= 0 and sip_status >= 0 and (q850_cause is None or q850_cause >= 0):
+            # NULL and "" are both "0:,"; the times are non-negative integer milliseconds
+            # (times never decrease, so a non-negative invite_at bounds them all).
+            binding_id = binding_id or ""
+            direction = direction or ""
+            b_call_id = b_call_id or ""
+            reject_reason = reject_reason or ""
+            released_by = released_by or ""
+            caller_c = caller_commit or ""
+            callee_c = callee_commit or ""
+            a_call_id_c = a_call_id_commit or ""
+            invite_t = str(round(invite_at * 1000))
+            ring_t = "" if ring_at is None else str(round(ring_at * 1000))
+            answer_t = "" if answer_at is None else str(round(answer_at * 1000))
+            end_t = str(round(end_at * 1000))
+            status_t = str(sip_status)
+            cause_t = "" if q850_cause is None else str(q850_cause)
+            middle = (
+                f"{len(id_)}:{id_},{len(tenant)}:{tenant},{len(binding_id)}:{binding_id},"
+                f"{len(x)}:{x},{len(caller_c)}:{caller_c},{len(callee_c)}:{callee_c},"
+                f"{len(direction)}:{direction},{len(a_call_id_c)}:{a_call_id_c},"
+                f"{len(b_call_id)}:{b_call_id},{len(invite_t)}:{invite_t},"
+                f"{len(ring_t)}:{ring_t},{len(answer_t)}:{answer_t},{len(end_t)}:{end_t},"
+                f"{len(disposition)}:{disposition},{len(reject_reason)}:{reject_reason},"
+                f"{len(status_t)}:{status_t},{len(cause_t)}:{cause_t},"
+                f"{len(released_by)}:{released_by},{len(node)}:{node},"
+            )
+            if not middle.isascii():
+                middle = None
+        append((values, salt, caller_commit, callee_commit, a_call_id_commit, middle))
+    return prepared
+
+
+def link_prepared(
+    prepared: Sequence[PreparedRecord], head_seq: int, head_hash: str
+) -> list[tuple[Any, ...]]:
+    """``_INSERT`` rows for ``prepared`` appended after the head (``head_seq``,
+    ``head_hash``): each with its ``seq``, ``prev_hash`` and ``hash``."""
     rows: list[tuple[Any, ...]] = []
+    append = rows.append
+    sha256 = hashlib.sha256
     seq = head_seq
     prev_hash = head_hash
-    salts = os.urandom(16 * len(records)).hex()
-    for index, r in enumerate(records):
+    for values, salt, caller_commit, callee_commit, a_call_id_commit, middle in prepared:
         seq += 1
-        salt = salts[32 * index : 32 * index + 32]
-        caller_commit = commit(salt, "caller", r.caller)
-        callee_commit = commit(salt, "callee", r.callee)
-        a_call_id_commit = commit(salt, "a_call_id", r.a_call_id)
-        digest = record_hash(
-            (
-                seq,
-                r.id,
-                r.tenant,
-                r.binding_id,
-                r.x,
-                caller_commit,
-                callee_commit,
-                r.direction,
-                a_call_id_commit,
-                r.b_call_id,
-                ms(r.invite_at),
-                ms(r.ring_at),
-                ms(r.answer_at),
-                ms(r.end_at),
-                r.disposition,
-                r.reject_reason,
-                r.sip_status,
-                r.q850_cause,
-                r.released_by,
-                r.node,
-                prev_hash,
+        if middle is not None and type(prev_hash) is str and prev_hash.isascii():
+            seq_t = str(seq)
+            digest = sha256(
+                f"privproxy-cdr-v1\n{len(seq_t)}:{seq_t},{middle}{len(prev_hash)}:{prev_hash},".encode()
+            ).hexdigest()
+        else:
+            digest = record_hash(
+                (
+                    seq,
+                    *values[:4],
+                    caller_commit,
+                    callee_commit,
+                    values[6],
+                    a_call_id_commit,
+                    values[8],
+                    ms(values[9]),
+                    ms(values[10]),
+                    ms(values[11]),
+                    ms(values[12]),
+                    *values[13:],
+                    prev_hash,
+                )
             )
-        )
-        rows.append(
+        append(
             (
-                *record_row(r),
+                *values,
                 seq,
                 salt,
                 caller_commit,
@@ -337,6 +444,39 @@ def chained_rows(
         )
         prev_hash = digest
     return rows
+
+
+_REQUIRED: Final = frozenset({"id", "tenant", "x", "caller", "disposition", "node"})
+_ALLOWED_TYPES: Final[tuple[frozenset[type], ...]] = tuple(
+    frozenset(
+        {int}
+        if name == "sip_status"
+        else {int, type(None)}
+        if name == "q850_cause"
+        else {float, int}
+        if name in ("invite_at", "end_at")
+        else {float, int, type(None)}
+        if name.endswith("_at")
+        else {str}
+        if name in _REQUIRED
+        else {str, type(None)}
+    )
+    for name in CALL_RECORD_FIELDS
+)
+"""Per field, the exact types ``chained_rows`` writes out itself."""
+_FAST_TYPES: dict[tuple[type, ...], bool] = {}
+"""Field-type tuples already checked by ``_check_fast_types``."""
+
+
+def _check_fast_types(types: tuple[type, ...]) -> bool:
+    """Whether a record with these field types (exact types: a ``str`` subclass or a
+    ``bool`` is not canonical) may take ``chained_rows``'s shortcut; remembered."""
+    fast = len(types) == len(_ALLOWED_TYPES) and all(
+        kind in allowed for kind, allowed in zip(types, _ALLOWED_TYPES, strict=False)
+    )
+    if len(_FAST_TYPES) < 4096:
+        _FAST_TYPES[types] = fast
+    return fast
 
 
 def read_records(
