@@ -18,6 +18,7 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -33,7 +34,7 @@ from proxy.cdr.retention import daily_maintenance, load_retention_key
 from proxy.cdr.writer import CdrWriter
 from proxy.config import Config, ConfigError
 from proxy.db import open_database
-from proxy.metrics import LatencyHistogram
+from proxy.metrics import LatencyHistogram, registry_for, render
 from proxy.numbers import NumberPlan, mask
 from proxy.sip.errors import SipError
 from proxy.sip.message import parse
@@ -127,6 +128,8 @@ class Server:
                 plan=settings_from(self.config).plan,
                 quarantine_s=self.config.quarantine_s,
                 max_per_x=self.config.max_bindings_per_x,
+                metrics=partial(render, registry_for(self)),
+                ready=self.readiness,
             )
             api_task = asyncio.create_task(serve_api(app, host, port, self._stopping))
             # An API that cannot listen stops the whole server: better than running without it.
