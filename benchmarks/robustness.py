@@ -1,11 +1,13 @@
-"""Robustness figures for issue #6: hostile datagrams sent / answered / process alive, and
-resident memory growth over 100,000 OPTIONS and 10,000 garbage datagrams.
+"""Robustness figures for issue #6: hostile datagrams sent / answered / process alive,
+resident memory growth over 100,000 OPTIONS and 10,000 garbage datagrams, and calls
+completed under 5 % and 10 % packet loss.
 
 Each part is its own function returning a dict of figures, so that other parts (calls
 completed under 5 % and 10 % loss) can be added beside them; ``main()`` runs the parts
 listed in ``PARTS`` and prints them.
 
     .venv/bin/python -m benchmarks.robustness [--seed N] [--options N] [--garbage N]
+        [--loss-calls N] [--part NAME]...
 
 The memory part runs twice:
 
@@ -14,6 +16,13 @@ The memory part runs twice:
   flood is then what a leak would leave;
 - ``default timers``: T1 = 500 ms, so every OPTIONS transaction lives 32 s (Timer J); the
   figures show the peak and what is left 35 s after the flood.
+
+The loss parts place SIPp calls (30 by default, 10 calls/s, 200 ms talk) through a
+``privproxy serve`` with short timers while SIPp loses 5 % or 10 % of the datagrams on
+both sides (``-lost``, caller and callee): calls completed / attempted, retransmissions on
+each side, records written, and the live transactions, dialogs and calls read from
+``/metrics`` once the timers have run (all zero when nothing is left behind). They share
+``tests/e2e/test_loss.py``'s ``run_lossy_calls`` with the test.
 """
 
 from __future__ import annotations
@@ -42,6 +51,7 @@ from tests.e2e.hostile import (
 )
 from tests.e2e.proxy_process import ProxyProcess, options_ping, start_proxy
 from tests.e2e.sipp import free_port
+from tests.e2e.test_loss import run_lossy_calls
 
 Figures = dict[str, object]
 FAST_TIMERS = "t1 = 0.02\nt2 = 0.16\nt4 = 0.2\n"
@@ -201,12 +211,43 @@ def default_timer_memory_figures(seed: int, options: int, garbage: int) -> Figur
     )
 
 
+def loss_figures(loss_percent: int, calls: int) -> Figures:
+    """Calls through SIPp with ``loss_percent`` % loss on both sides."""
+    with tempfile.TemporaryDirectory() as tmp:
+        run = run_lossy_calls(Path(tmp), loss_percent=loss_percent, calls=calls)
+    answered = sum(1 for record in run.records if record.disposition == "answered")
+    answered_with_record = sum(
+        1
+        for record in run.records
+        if record.a_call_id in run.answered and record.disposition == "answered"
+    )
+    return {
+        "loss on caller and callee (%)": loss_percent,
+        "calls completed / attempted": f"{run.caller.successful_calls} / {run.calls}",
+        "calls SIPp gave up on": run.caller.failed_calls,
+        "calls whose INVITE reached the proxy": len(run.invites_sent),
+        "retransmissions (caller / callee / proxy)": " / ".join(
+            str(count) for count in run.retransmissions_seen.values()
+        ),
+        "records written": len(run.records),
+        "records answered": answered,
+        "records by disposition": run.figures()["records by disposition"],
+        "calls answered to A with their answered record": f"{answered_with_record} / "
+        f"{len(run.answered)}",
+        "live state once timers ran": ", ".join(
+            f"{name} {value:g}" for name, value in run.settled.items()
+        ),
+    }
+
+
 PARTS: Mapping[str, Callable[[argparse.Namespace], Figures]] = {
     "hostile input": lambda args: hostile_figures(args.seed),
     "memory, leak (short timers)": lambda args: leak_figures(args.seed, args.options, args.garbage),
     "memory, default timers": lambda args: default_timer_memory_figures(
         args.seed, args.options, args.garbage
     ),
+    "calls under 5 % loss": lambda args: loss_figures(5, args.loss_calls),
+    "calls under 10 % loss": lambda args: loss_figures(10, args.loss_calls),
 }
 
 
@@ -222,6 +263,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=20240606)
     parser.add_argument("--options", type=int, default=100_000)
     parser.add_argument("--garbage", type=int, default=10_000)
+    parser.add_argument("--loss-calls", type=int, default=30, help="calls per loss part")
     parser.add_argument("--part", choices=sorted(PARTS), action="append")
     args = parser.parse_args(argv)
     for title in args.part or PARTS:
