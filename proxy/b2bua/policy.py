@@ -51,22 +51,27 @@ class PolicySettings:
     Rates are call starts per second, bursts the bucket size (calls accepted at once).
     """
 
-    trusted: tuple[IPNetwork, ...] = LOOPBACK
+    #: Who may start calls. Separate from the RFC 3325 trust domain (``B2buaSettings.trusted``,
+    #: whose P-Asserted-Identity is believed): a peer may place calls without being trusted to
+    #: assert who is calling.
+    peers: tuple[IPNetwork, ...] = LOOPBACK
     untrusted_calls: UntrustedCalls = "reject"
-    #: A softswitch sends every call from one address: this guards against a flood, not a
-    #: busy trunk, so it is generous.
-    source_rate: float = 200.0
+    #: Off by default: a softswitch sends every call of its trunk from one address and one
+    #: test number may place hundreds of calls a second in a load test. Suggested for a
+    #: live trunk: source 200/s burst 400 (a flood guard, not a trunk limit), caller 0.1/s
+    #: burst 5 (one real number rarely starts more than a call every ten seconds).
+    source_rate: float = 0.0
     source_burst: float = 400.0
-    #: One real number rarely starts more than a call every ten seconds.
-    caller_rate: float = 0.1
+    caller_rate: float = 0.0
     caller_burst: float = 5.0
-    #: ``fraud_distinct_x`` distinct privacy numbers within ``fraud_window_s`` blocks the
-    #: caller for ``fraud_block_s``.
+    #: On by default (700 numbers never carry marketing calls): ``fraud_distinct_x``
+    #: distinct privacy numbers within ``fraud_window_s`` block the caller for
+    #: ``fraud_block_s``.
     fraud_distinct_x: int = 5
     fraud_window_s: float = 60.0
     fraud_block_s: float = 3600.0
-    #: Concurrent calls one binding may carry.
-    max_calls_per_binding: int = 2
+    #: Concurrent calls one binding may carry (0: no cap; a load test runs one binding).
+    max_calls_per_binding: int = 0
     #: Most keys (sources, callers) each structure keeps; beyond, the idlest are forgotten.
     max_tracked: int = 100_000
 
@@ -266,12 +271,12 @@ class CallPolicy:
             s.fraud_distinct_x, s.fraud_window_s, s.fraud_block_s, max_keys=s.max_tracked
         )
 
-    def is_trusted(self, host: str) -> bool:
-        return in_networks(host, self.settings.trusted)
+    def may_call(self, host: str) -> bool:
+        return in_networks(host, self.settings.peers)
 
     def admit_peer(self, host: str, now: float) -> Refusal | None:
         """Before anything of the INVITE is read: the peer may start calls, at this rate."""
-        if not self.is_trusted(host):
+        if not self.may_call(host):
             return UNTRUSTED_DROPPED if self.settings.untrusted_calls == "drop" else UNTRUSTED
         wait = self.sources.take(host, now)
         return rate_limited(wait) if wait else None

@@ -27,13 +27,13 @@ T0 = 1_000_000.0
 
 def test_default_trusted_networks_are_loopback_only() -> None:
     policy = CallPolicy()
-    assert policy.is_trusted("127.0.0.1")
-    assert policy.is_trusted("127.8.9.10")
-    assert policy.is_trusted("::1")
-    assert policy.is_trusted("[::1]")
-    assert not policy.is_trusted("10.0.0.1")
-    assert not policy.is_trusted("::2")
-    assert not policy.is_trusted("not-an-address")
+    assert policy.may_call("127.0.0.1")
+    assert policy.may_call("127.8.9.10")
+    assert policy.may_call("::1")
+    assert policy.may_call("[::1]")
+    assert not policy.may_call("10.0.0.1")
+    assert not policy.may_call("::2")
+    assert not policy.may_call("not-an-address")
 
 
 def test_untrusted_peer_is_rejected_with_403() -> None:
@@ -53,7 +53,7 @@ def test_untrusted_peer_is_dropped_when_configured() -> None:
 
 def test_configured_networks_replace_loopback() -> None:
     networks = (ipaddress.ip_network("10.1.0.0/16"), ipaddress.ip_network("2001:db8::/32"))
-    policy = CallPolicy(PolicySettings(trusted=networks))
+    policy = CallPolicy(PolicySettings(peers=networks))
     assert policy.admit_peer("10.1.200.3", T0) is None
     assert policy.admit_peer("2001:db8::5", T0) is None
     assert policy.admit_peer("127.0.0.1", T0) is UNTRUSTED
