@@ -12,8 +12,11 @@ from collections.abc import Iterable
 from typing import Final
 
 from proxy.sip.errors import SipError
-from proxy.sip.headers import canonical_key, canonical_name, split_list
+from proxy.sip.headers import CANONICAL_NAMES, canonical_key, canonical_name, split_list
 from proxy.sip.message import REASON_PHRASES, Header, Request, Response
+
+#: Builds a Header without the Python-level NamedTuple constructor (a hot path).
+_new_header = tuple.__new__
 
 DEFAULT_MAX_FORWARDS: Final = 70
 #: Reason phrase of the class when a code has none of its own (RFC 3261 §21).
@@ -25,19 +28,26 @@ _CLASS_REASONS: Final = {
     5: "Server Internal Error",
     6: "Busy Everywhere",
 }
+#: The headers a response copies from its request (RFC 3261 §8.2.6.2), in the order it
+#: writes them: key → its place. A 100 copies Timestamp too (§8.2.6.1).
+_RESPONSE_COPIES: Final = {"via": 0, "from": 1, "to": 2, "call-id": 3, "cseq": 4}
+_TRYING_COPIES: Final = {**_RESPONSE_COPIES, "timestamp": 5}
+#: Header names as the B2BUA writes them → their keys, so that the usual names skip
+#: ``canonical_key``.
+_KEYS_OF_NAMES: Final = {name: key for key, name in CANONICAL_NAMES.items()}
 
 
 def _written(key: str, value: str) -> Header:
     """A header we write ourselves; CR or LF in a value would inject a header line."""
     if "\r" in value or "\n" in value:
         raise ValueError(f"CR or LF in the value of {canonical_name(key)}")
-    return Header(key, canonical_name(key), value, None)
+    return _new_header(Header, (key, canonical_name(key), value, None))
 
 
 def _extra(headers: Iterable[tuple[str, str]]) -> list[Header]:
     written = []
     for name, value in headers:
-        key = canonical_key(name)
+        key = _KEYS_OF_NAMES.get(name) or canonical_key(name)
         if key in ("content-length", "content-type"):
             raise ValueError(f"{name} is set from the body and content_type arguments")
         written.append(_written(key, value))
@@ -47,9 +57,10 @@ def _extra(headers: Iterable[tuple[str, str]]) -> list[Header]:
 def _body_headers(body: bytes, content_type: str | None) -> list[Header]:
     """Content-Type (when given) and a Content-Length that is always present: over a
     stream it is mandatory (RFC 3261 §18.3, §20.14)."""
-    out = [] if content_type is None else [_written("content-type", content_type)]
-    out.append(_written("content-length", str(len(body))))
-    return out
+    length = _new_header(Header, ("content-length", "Content-Length", str(len(body)), None))
+    if content_type is None:
+        return [length]
+    return [_written("content-type", content_type), length]
 
 
 def _copied(message: Request | Response, key: str) -> list[Header]:
@@ -80,9 +91,14 @@ def make_response(
     """
     if not 100 <= status <= 699:
         raise ValueError(f"status {status} is not 100-699")
-    out: list[Header] = _copied(request, "via")
-    out += _copied(request, "from")
-    to_headers = _copied(request, "to")
+    # One pass over the request's headers, each copied one into its group.
+    copies = _TRYING_COPIES if status == 100 else _RESPONSE_COPIES
+    groups: list[list[Header]] = [[], [], [], [], [], []]
+    for header in request.headers:
+        place = copies.get(header[0])
+        if place is not None:
+            groups[place].append(header)
+    vias, froms, to_headers, call_ids, cseqs, timestamps = groups
     if to_tag is not None and status > 100 and len(to_headers) == 1:
         try:
             has_tag = request.to.tag is not None
@@ -90,12 +106,9 @@ def make_response(
             has_tag = True  # a To we cannot parse is echoed as it came
         if not has_tag:
             to_headers = [_written("to", f"{to_headers[0].value};tag={to_tag}")]
-    out += to_headers
-    out += _copied(request, "call-id")
-    out += _copied(request, "cseq")
-    if status == 100:
-        out += _copied(request, "timestamp")
-    out += _extra(headers)
+    out = vias + froms + to_headers + call_ids + cseqs + timestamps
+    if headers:
+        out += _extra(headers)
     out += _body_headers(body, content_type)
     return Response(status, reason_phrase(status) if reason is None else reason, out, body)
 
@@ -124,17 +137,20 @@ def make_request(
         raise ValueError("CSeq must be below 2**32 (RFC 3261 §8.1.1.5)")
     if " " in uri or "\r" in uri or "\n" in uri:
         raise ValueError("whitespace in the Request-URI")
+    if "\r" in method or "\n" in method:
+        raise ValueError("CR or LF in the method")
     out = [
         _written("via", via),
-        _written("max-forwards", str(max_forwards)),
+        _new_header(Header, ("max-forwards", "Max-Forwards", str(max_forwards), None)),
         _written("from", from_),
         _written("to", to),
         _written("call-id", call_id),
-        _written("cseq", f"{cseq} {method}"),
+        _new_header(Header, ("cseq", "CSeq", f"{cseq} {method}", None)),
     ]
     if contact is not None:
         out.append(_written("contact", contact))
-    out += _extra(headers)
+    if headers:
+        out += _extra(headers)
     out += _body_headers(body, content_type)
     return Request(method, uri, out, body)
 
