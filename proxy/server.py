@@ -119,6 +119,9 @@ class Server:
         sweeper = asyncio.create_task(self._sweep_expired_bindings())
         maintenance = asyncio.create_task(self._daily_cdr_maintenance())
         api_task = None
+        # The API outlives the drain: /readyz says "draining" and /metrics can be scraped
+        # while calls end; it stops once the SIP side has.
+        api_stop = asyncio.Event()
         if self.config.api_listen is not None:
             from proxy.api.app import create_app, serve_api
 
@@ -131,22 +134,23 @@ class Server:
                 metrics=partial(render, registry_for(self)),
                 ready=self.readiness,
             )
-            api_task = asyncio.create_task(serve_api(app, host, port, self._stopping))
+            api_task = asyncio.create_task(serve_api(app, host, port, api_stop))
             # An API that cannot listen stops the whole server: better than running without it.
             api_task.add_done_callback(lambda _: self._stopping.set())
             log.info("HTTP API on %s:%d", host, port)
         await self._stopping.wait()
         sweeper.cancel()
         maintenance.cancel()
-        api_error: BaseException | None = None
+        api_failed = api_task is not None and api_task.done()
+        await self.drain()
+        api_stop.set()
         if api_task is not None:
             try:
                 await api_task
             except Exception as error:
                 log.error("HTTP API failed: %s", error)
-                api_error = error
-        await self.drain()
-        if api_error is not None:
+                api_failed = True
+        if api_failed:
             raise SystemExit(1)
 
     def readiness(self) -> tuple[bool, str]:
