@@ -49,6 +49,7 @@ REASON_PHRASES: Final[dict[int, str]] = {
 }  # fmt: skip
 
 _MANDATORY: Final = ("via", "from", "to", "call-id", "cseq")
+_MANDATORY_SET: Final = frozenset(_MANDATORY)
 _SINGLE: Final = ("from", "to", "call-id", "cseq", "max-forwards", "content-type")
 _FOLD_CHARS: Final = (" ", "\t")
 #: Header names as written (checked tokens) → canonical key; bounded so that a peer
@@ -77,7 +78,8 @@ class Message:
     # read on every message have a slot each (cheaper than a dict entry); the others
     # live in ``_cache``.
     __slots__ = (
-        "_cache", "_cseq", "_from", "_keys", "_to", "_top_via", "_vias", "body", "headers",
+        "_cache", "_call_id", "_cseq", "_from", "_keys", "_places", "_to", "_top_via", "_vias",
+        "body", "headers",
     )  # fmt: skip
 
     def __init__(self, headers: list[Header] | None = None, body: bytes = b"") -> None:
@@ -86,11 +88,13 @@ class Message:
         # What _forget() sets, spelled out: one call less per parsed message.
         self._cache: dict[str, object] = {}
         self._keys: list[str] | None = None
+        self._places: dict[str, int] | None = None
         self._vias: list[Via] | None = None
         self._top_via: Via | None = None
         self._from: NameAddress | None = None
         self._to: NameAddress | None = None
         self._cseq: CSeq | None = None
+        self._call_id: str | None = None
 
     # -- raw header access -------------------------------------------------------------
 
@@ -169,11 +173,13 @@ class Message:
         """Drop what was derived from the headers after they changed."""
         self._cache = {}
         self._keys = None
+        self._places = None
         self._vias = None
         self._top_via = None
         self._from = None
         self._to = None
         self._cseq = None
+        self._call_id = None
 
     # -- typed, cached views -----------------------------------------------------------
 
@@ -185,19 +191,36 @@ class Message:
             keys = self._keys = [header[0] for header in self.headers]
         return keys
 
+    def _place_index(self) -> dict[str, int]:
+        # key → place of its last header line, built in C. When it has as many entries
+        # as there are lines, no key repeats: a lookup finds the one line of its key.
+        places = self._places
+        if places is None:
+            keys = self._keys or self._key_index()
+            places = self._places = dict(zip(keys, range(len(keys)), strict=True))
+        return places
+
     def _single(self, key: str) -> str | None:
-        keys = self._keys or self._key_index()
-        count = keys.count(key)
-        if not count:
+        places = self._places or self._place_index()
+        place = places.get(key)
+        if place is None:
             return None
-        if count > 1:
+        keys = self._keys or self._key_index()
+        if len(places) != len(keys) and keys.count(key) > 1:
             raise BadRequest(f"more than one {canonical_name(key)} header")
-        return self.headers[keys.index(key)].value
+        return self.headers[place].value
 
     def _values(self, key: str) -> list[str]:
         """Every value of a list header, in order, split on commas (``get_all``)."""
+        places = self._places or self._place_index()
         keys = self._keys or self._key_index()
         headers = self.headers
+        if len(places) == len(keys):
+            place = places.get(key)
+            if place is None:
+                return []
+            value = headers[place].value
+            return split_list(value) if "," in value else [value.strip()]
         count = keys.count(key)
         if count == 1:
             value = headers[keys.index(key)].value
@@ -214,9 +237,10 @@ class Message:
         return values
 
     def _required(self, key: str) -> str:
-        keys = self._keys or self._key_index()
-        if keys.count(key) == 1:
-            return self.headers[keys.index(key)].value
+        places = self._places or self._place_index()
+        place = places.get(key)
+        if place is not None and len(places) == len(self._keys or self._key_index()):
+            return self.headers[place].value
         value = self._single(key)
         if value is None:
             raise BadRequest(f"missing {canonical_name(key)} header")
@@ -274,9 +298,12 @@ class Message:
 
     @property
     def call_id(self) -> str:
-        value = self._required("call-id")
-        if not value or " " in value or "\t" in value:
-            raise BadRequest("malformed Call-ID")
+        value = self._call_id
+        if value is None:
+            value = self._required("call-id")
+            if not value or " " in value or "\t" in value:
+                raise BadRequest("malformed Call-ID")
+            self._call_id = value
         return value
 
     @property
@@ -298,11 +325,11 @@ class Message:
     def _address_list(self, key: str) -> list[NameAddress]:
         cached = self._cache.get(key)
         if cached is None:
-            what = canonical_name(key)
             values = self._values(key)
-            if values == ["*"] and key == "contact":
+            if not values or (values == ["*"] and key == "contact"):
                 cached = []
             else:
+                what = canonical_name(key)
                 cached = [NameAddress.parse(value, what) for value in values]
             self._cache[key] = cached
         return cached  # type: ignore[return-value]
@@ -353,12 +380,15 @@ class Message:
     def validate(self) -> None:
         """Check what every element relies on (RFC 3261 §8.1.1, §8.2.2, RFC 4475 §3)."""
         keys = self._keys or self._key_index()
-        for key in _SINGLE:
-            if keys.count(key) > 1:
-                raise BadRequest(f"more than one {canonical_name(key)} header")
-        for key in _MANDATORY:
-            if key not in keys:
-                raise BadRequest(f"missing {canonical_name(key)} header")
+        places = self._places or self._place_index()
+        if len(places) != len(keys):  # some key repeats: is it one that must not?
+            for key in _SINGLE:
+                if keys.count(key) > 1:
+                    raise BadRequest(f"more than one {canonical_name(key)} header")
+        if not places.keys() >= _MANDATORY_SET:
+            for key in _MANDATORY:
+                if key not in places:
+                    raise BadRequest(f"missing {canonical_name(key)} header")
         _ = self.vias, self.from_, self.to, self.call_id, self.cseq
         self.max_forwards  # noqa: B018 - parses and range-checks
         self.contacts  # noqa: B018
