@@ -342,6 +342,14 @@ class AbsoluteUri:
 
 Uri = SipUri | TelUri | AbsoluteUri
 
+#: Parsed URIs by their exact text: the Request-URI of a trunk's calls and of every
+#: in-dialog request repeats. URIs are frozen, so one parse serves every message with
+#: the same text. Only successful parses without URI headers are kept (whether headers
+#: are allowed depends on where the URI stands); emptied when full, so that a peer
+#: sending endless distinct URIs cannot grow it.
+_PARSED_LIMIT: Final = 4096
+_PARSED_URIS: dict[str, Uri] = {}
+
 
 def parse_uri(text: str, *, what: str = "URI", allow_headers: bool = True) -> Uri:
     """Parse a URI (RFC 3261 §19.1.1, §25.1; RFC 3966 §3).
@@ -349,12 +357,21 @@ def parse_uri(text: str, *, what: str = "URI", allow_headers: bool = True) -> Ur
     ``allow_headers`` is False for a Request-URI, where headers are not allowed
     (RFC 3261 §19.1.1 table; RFC 4475 §3.1.2.11).
     """
+    cached = _PARSED_URIS.get(text)
+    if cached is not None:
+        return cached
+    uri: Uri | None = None
     match = _SIP_URI.fullmatch(text)
     if match is not None:
         uri = sip_uri_from_match(*match.groups())
-        if uri is not None:
-            return uri
-    return parse_uri_general(text, what=what, allow_headers=allow_headers)
+    if uri is None:
+        uri = parse_uri_general(text, what=what, allow_headers=allow_headers)
+        if isinstance(uri, SipUri) and uri.headers:
+            return uri  # valid or not depending on allow_headers: never kept
+    if len(_PARSED_URIS) >= _PARSED_LIMIT:
+        _PARSED_URIS.clear()
+    _PARSED_URIS[text] = uri
+    return uri
 
 
 def parse_uri_general(text: str, *, what: str = "URI", allow_headers: bool = True) -> Uri:
