@@ -115,6 +115,26 @@ def _international_prefixes(region: str) -> tuple[str, ...]:
     return tuple(prefixes)
 
 
+def _parse(number: str, region: str) -> phonenumbers.PhoneNumber | None:
+    try:
+        if number.startswith("+"):
+            return parse_e164(number)
+        return phonenumbers.parse(number, region)
+    except phonenumbers.NumberParseException:
+        return None
+
+
+@functools.lru_cache(maxsize=_GUARD_CACHE_SIZE)
+def _common_digits(number: str, region: str) -> str:
+    """The digits every spelling of ``number`` contains (``_spellings(...)[0]``) without
+    working out the spellings: the prefilter needs these alone, the spellings are for
+    the rare message that gets past it."""
+    parsed = _parse(number, region)
+    if parsed is None or not parsed.national_number:
+        return "".join(c for c in number if "0" <= c <= "9")
+    return phonenumbers.national_significant_number(parsed)
+
+
 @functools.lru_cache(maxsize=_GUARD_CACHE_SIZE)
 def _spellings(number: str, region: str) -> tuple[str, frozenset[str]]:
     """The digits every spelling of ``number`` contains, and every spelling: digit strings
@@ -125,13 +145,7 @@ def _spellings(number: str, region: str) -> tuple[str, frozenset[str]]:
     phonenumbers cannot read is guarded as its bare digits, so the guard fails closed.
     """
     digits = "".join(c for c in number if "0" <= c <= "9")
-    try:
-        if number.startswith("+"):
-            parsed = parse_e164(number)
-        else:
-            parsed = phonenumbers.parse(number, region)
-    except phonenumbers.NumberParseException:
-        parsed = None
+    parsed = _parse(number, region)
     if parsed is None or not parsed.national_number:
         return digits, frozenset({digits, "+" + digits}) if digits else frozenset()
     country = str(parsed.country_code)
@@ -153,34 +167,44 @@ def _canonical(match: bytes) -> str:
 class LeakGuard:
     """Finds the real numbers it was built from, in any spelling, in outgoing bytes."""
 
-    __slots__ = ("_escaped_needles", "_needles", "_owner", "_regex")
+    __slots__ = ("_escaped_needles", "_needles", "_numbers", "_owners", "_regex", "_region")
 
     def __init__(self, numbers: Iterable[str], region: str = "CN") -> None:
-        self._owner: dict[str, str] = {}
-        needles: set[bytes] = set()
-        for number in numbers:
-            common, spellings = _spellings(number, region)
-            for spelling in spellings:
-                self._owner.setdefault(spelling, number)
-            if spellings:
-                needles.add(common.encode())
+        # Only the prefilter's needles are worked out here; the spellings and their regex
+        # wait for the first message that gets past the prefilter (clean traffic never
+        # does), since every call has its own numbers. A number with no digits has no
+        # spelling and no needle.
+        self._numbers = tuple(numbers)
+        self._region = region
+        needles = {common.encode() for n in self._numbers if (common := _common_digits(n, region))}
         self._needles = tuple(needles)
         self._escaped_needles = tuple({needle[2:] for needle in needles})
+        self._owners: dict[str, str] | None = None
         self._regex: re.Pattern[bytes] | None = None
+
+    def _owner(self) -> dict[str, str]:
+        """Every spelling → the number it spells."""
+        if self._owners is None:
+            owners: dict[str, str] = {}
+            for number in self._numbers:
+                for spelling in _spellings(number, self._region)[1]:
+                    owners.setdefault(spelling, number)
+            self._owners = owners
+        return self._owners
 
     def _compiled(self) -> re.Pattern[bytes]:
         """The regex, built on first need: building and compiling it costs ~15 ms, and every
         call has its own numbers, while clean traffic almost never gets past the prefilter."""
         if self._regex is None:
             trie = _TrieNode()
-            for spelling in self._owner:
+            for spelling in self._owner():
                 trie.add(spelling)
             self._regex = re.compile(trie.pattern(), re.DOTALL)
         return self._regex
 
     def find(self, data: bytes) -> str | None:
         """The masked number found in ``data`` (for the log line), or None when clean."""
-        if not self._owner:
+        if not self._needles:
             return None
         if b"%" in data:
             digits_together = unquote_to_bytes(data).translate(None, _RAW_SEPARATORS)
@@ -194,10 +218,10 @@ class LeakGuard:
         if match is None:
             return None
         spelling = _canonical(match.group())
-        return mask(self._owner.get(spelling, spelling))
+        return mask(self._owner().get(spelling, spelling))
 
     def __bool__(self) -> bool:
-        return bool(self._owner)
+        return bool(self._needles)
 
 
 @functools.lru_cache(maxsize=_GUARD_CACHE_SIZE)
