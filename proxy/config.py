@@ -11,6 +11,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from proxy.b2bua.digest import DigestPeer, DigestSettings
+from proxy.b2bua.policy import PolicySettings
 from proxy.sip.uri import SipUri, parse_uri
 
 
@@ -70,6 +72,19 @@ class Config:
     db: str = "./privproxy.db"
     advertise: str | None = None
     trusted: tuple[str, ...] = ()
+    peers: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    untrusted_calls: str = "reject"
+    source_rate: float = 0.0
+    source_burst: float = 400.0
+    caller_rate: float = 0.0
+    caller_burst: float = 5.0
+    fraud_distinct_x: int = 5
+    fraud_window_s: float = 60.0
+    fraud_block_s: float = 3600.0
+    max_calls_per_binding: int = 0
+    digest_realm: str = "privproxy"
+    digest_secret: str | None = None
+    digest_peers: tuple[str, ...] = ()
     ring_timeout: float = 60.0
     grace: float = 30.0
     privacy_prefix: str = "700"
@@ -105,6 +120,52 @@ class Config:
             raise ConfigError(f"--trusted: {error}") from None
 
     @property
+    def policy(self) -> PolicySettings:
+        """Access control and limits (``proxy.b2bua.policy``): who may start calls
+        (``peers``, plus the ``trusted`` networks), and how many."""
+        try:
+            peers = tuple(ipaddress.ip_network(cidr, strict=False) for cidr in self.peers)
+            return PolicySettings(
+                peers=peers,
+                untrusted_calls=self.untrusted_calls,  # type: ignore[arg-type]
+                source_rate=self.source_rate,
+                source_burst=self.source_burst,
+                caller_rate=self.caller_rate,
+                caller_burst=self.caller_burst,
+                fraud_distinct_x=self.fraud_distinct_x,
+                fraud_window_s=self.fraud_window_s,
+                fraud_block_s=self.fraud_block_s,
+                max_calls_per_binding=self.max_calls_per_binding,
+            )
+        except ValueError as error:
+            raise ConfigError(f"call policy: {error}") from None
+
+    @property
+    def digest(self) -> DigestSettings:
+        """Digest authentication: each ``digest_peers`` entry is "CIDR USERNAME PASSWORD";
+        ``digest_secret`` seals the nonces (at least 16 characters)."""
+        peers = []
+        for entry in self.digest_peers:
+            parts = entry.split()
+            if len(parts) != 3:
+                raise ConfigError(
+                    f"digest_peers {entry.split()[:1]}: expected CIDR USERNAME PASSWORD"
+                )
+            try:
+                network = ipaddress.ip_network(parts[0], strict=False)
+            except ValueError as error:
+                raise ConfigError(f"digest_peers: {error}") from None
+            peers.append(DigestPeer(network, parts[1], parts[2]))
+        try:
+            return DigestSettings(
+                realm=self.digest_realm,
+                secret=(self.digest_secret or "").encode(),
+                peers=tuple(peers),
+            )
+        except ValueError as error:
+            raise ConfigError(f"digest: {error}") from None
+
+    @property
     def api_listen(self) -> tuple[str, int] | None:
         """HOST, PORT of the HTTP API, or None when ``api = "off"``."""
         if self.api == "off":
@@ -128,7 +189,7 @@ class Config:
 
     def validate(self) -> Config:
         _ = self.listens, self.trunk_uri, self.trusted_networks, self.advertised()
-        _ = self.api_listen
+        _ = self.api_listen, self.policy, self.digest
         if self.cdr_retention_days is not None and (
             self.cdr_retention_days <= 0 or not self.cdr_retention_key
         ):

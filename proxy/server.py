@@ -23,6 +23,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from bindings.blocklist import is_blocked
 from bindings.sqlite_store import SqliteBindingStore
 from proxy.b2bua.b2bua import B2BUA, error_reply
 from proxy.b2bua.context import B2buaSettings
@@ -66,6 +67,8 @@ def settings_from(config: Config) -> B2buaSettings:
         ),
         ring_timeout=config.ring_timeout,
         trusted=config.trusted_networks,
+        policy=config.policy,
+        digest=config.digest,
     )
 
 
@@ -272,11 +275,24 @@ class Server:
         self._arm_timer()
 
     def lookup(self, request: LookupBinding) -> None:
+        """The binding of (X, caller) and the blocklist verdict on the caller and on the
+        binding's parties; a database error fails the call with 503 (never left routing)."""
         now = time.time()
         started = time.perf_counter()
-        binding = self.store.find_for_call(request.attempt.x, request.attempt.caller, now)
+        try:
+            binding = self.store.find_for_call(request.attempt.x, request.attempt.caller, now)
+            parties = {request.attempt.caller}
+            if binding is not None:
+                parties |= {binding.a, binding.b}
+            conn = self.store.connection
+            blocked = any(is_blocked(conn, number, now) for number in parties)
+        except Exception:
+            self.counters["lookup_errors"] += 1
+            log.exception("binding lookup failed; the call gets 503")
+            self.process(self.core.lookup_failed(request.call_ref, now))
+            return
         self.lookup_latency.observe(time.perf_counter() - started)
-        self.process(self.core.route_call(request.call_ref, binding, now))
+        self.process(self.core.route_call(request.call_ref, binding, now, blocked=blocked))
 
     # -- output ------------------------------------------------------------------------
 

@@ -10,17 +10,21 @@ No sockets, no clock, no database: the adapter does the binding lookup asked for
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any, Final
 
 from proxy.b2bua.call import Call
 from proxy.b2bua.context import B2buaSettings, Context, Ids
-from proxy.b2bua.events import EMPTY, LookupBinding
+from proxy.b2bua.digest import Challenge, DigestAuthenticator
+from proxy.b2bua.events import EMPTY, CallFinished, CallSummary, LookupBinding
 from proxy.b2bua.legs import ALeg, BLeg, Leg, Outputs
+from proxy.b2bua.policy import BLOCKED, UNTRUSTED, CallPolicy, Refusal
 from proxy.b2bua.privacy import RELAYED_OPTION_TAGS
-from proxy.b2bua.routing import BindingView, Reject, decide, identify
+from proxy.b2bua.routing import BindingView, CallAttempt, Reject, Route, decide, identify
 from proxy.sip.build import make_response
+from proxy.sip.destination import stamp_received
 from proxy.sip.errors import SipError
 from proxy.sip.message import KNOWN_METHODS, Request, parse
 from proxy.sip.transaction import (
@@ -43,6 +47,9 @@ SUPPORTED_SCHEMES: Final = frozenset({"sip", "sips", "tel"})
 RELAYED_INVITE_BODIES: Final = frozenset({"application/sdp", "multipart/mixed"})
 #: Methods a softswitch may send us outside a dialog that we do not serve (RFC 3261 §8.2.1).
 NOT_ALLOWED: Final = frozenset(KNOWN_METHODS - {"INVITE", "OPTIONS", "ACK", "CANCEL", "BYE"})
+#: Call-IDs of silently dropped INVITEs kept, so that their retransmissions leave no
+#: second record.
+DROPPED_KEPT: Final = 4096
 
 
 class B2BUA:
@@ -60,6 +67,14 @@ class B2BUA:
         self.accepting = True
         self.unexpected_events = 0
         self.counters: Counter[str] = Counter()
+        # A peer trusted to assert identities (RFC 3325) may certainly start calls.
+        self.policy = CallPolicy(
+            replace(settings.policy, peers=settings.policy.peers + settings.trusted)
+        )
+        self.digest = DigestAuthenticator(settings.digest) if settings.digest.peers else None
+        #: binding id → calls routed on it and not yet ended (the per-binding cap)
+        self.binding_calls: Counter[str] = Counter()
+        self._dropped: OrderedDict[str, None] = OrderedDict()
         self._event_handlers: dict[type, Callable[[Any, float], Outputs]] = {
             RequestReceived: self._on_request,
             ResponseReceived: self._on_response,
@@ -84,7 +99,15 @@ class B2BUA:
         except SipError as error:
             error.message = message  # type: ignore[attr-defined]
             raise
-        self.counters["requests" if isinstance(message, Request) else "responses"] += 1
+        if isinstance(message, Request):
+            self.counters["requests"] += 1
+            if message.to.tag is None:
+                if message.method == "OPTIONS":
+                    return self._stateless_options(message, source)
+                if message.method == "INVITE" and self._drops(source.host):
+                    return self._drop(message, now)
+        else:
+            self.counters["responses"] += 1
         return self._dispatch(self.layer.receive(message, source, now), now)
 
     def advance(self, now: float) -> Outputs:
@@ -94,13 +117,35 @@ class B2BUA:
     def next_deadline(self) -> float | None:
         return self.layer.next_deadline()
 
-    def route_call(self, call_ref: int, binding: BindingView | None, now: float) -> Outputs:
-        """The adapter's answer to ``LookupBinding``."""
+    def route_call(
+        self, call_ref: int, binding: BindingView | None, now: float, *, blocked: bool = False
+    ) -> Outputs:
+        """The adapter's answer to ``LookupBinding``: the binding found (or None) and
+        whether the blocklist holds the caller or a party of the binding."""
         call = self.calls.get(call_ref)
         if call is None or call.attempt is None:
             return []
+        decision: Route | Reject = decide(binding, call.attempt, now)
+        if blocked:
+            decision = _reject(BLOCKED)
+        elif isinstance(decision, Route):
+            refusal = self.policy.admit_binding(self.binding_calls[decision.binding_id])
+            if refusal is not None:
+                call.route_ = decision  # the record names the binding that was full
+                decision = _reject(refusal)
+        if isinstance(decision, Reject) and decision.cause in ("blocked", "rate_limited"):
+            self.counters[decision.cause] += 1
         out: Outputs = []
-        call.fire("route", decide(binding, call.attempt, now), now, out)
+        call.fire("route", decision, now, out)
+        return self._dispatch(out, now)
+
+    def lookup_failed(self, call_ref: int, now: float) -> Outputs:
+        """The adapter could not look the binding up (a database error): fail the call
+        with 503 instead of leaving it routing."""
+        call = self.calls.get(call_ref)
+        out: Outputs = []
+        if call is not None:
+            call.fire("lookup_failed", None, now, out)
         return self._dispatch(out, now)
 
     def abort_call(self, call_id: str, now: float, *, reason: str) -> Outputs:
@@ -155,6 +200,8 @@ class B2BUA:
         txn = event.transaction
         if txn is None:
             return out
+        if request.request_uri.scheme not in SUPPORTED_SCHEMES:
+            return self._reply(txn, 416, now=now)
         if request.method == "CANCEL":
             return self._cancel(txn, request, now)
         unsupported = _unsupported_requirements(request)
@@ -219,14 +266,25 @@ class B2BUA:
         """An initial INVITE to a privacy number (RFC 3261 §8.2, §13.3)."""
         if not self.accepting:
             return self._reply(txn, 503, "Shutting Down", now=now)
-        if request.request_uri.scheme not in SUPPORTED_SCHEMES:
-            return self._reply(txn, 416, now=now)
         if request.max_forwards == 0:
             return self._reply(txn, 483, now=now)
         if request.body and request.content_type not in RELAYED_INVITE_BODIES:
             return self._reply(txn, 415, headers=(("Accept", "application/sdp"),), now=now)
         if self._is_merged(request):
             return self._reply(txn, 482, now=now)
+        host = txn.source.host
+        refusal = self.policy.admit_peer(host, now)
+        if refusal is None and self.digest is not None:
+            verdict = self.digest.check(
+                "INVITE", request.get("authorization"), host, self.ctx.ids.tag(), now
+            )
+            if isinstance(verdict, Challenge):
+                # RFC 3261 §22.2: as a UAS we challenge with 401. Not a refused attempt but
+                # a step of the handshake: the authenticated INVITE follows; no record.
+                headers = (("WWW-Authenticate", verdict.header),)
+                return self._reply(txn, 401, headers=headers, now=now)
+            if not verdict:
+                refusal = UNTRUSTED
         ref = self.ctx.ids.ref()
         call = Call(self, self.ctx, None, ref, now)
         call.a = ALeg(call, self.ctx, txn, self.ctx.ids.tag())
@@ -235,15 +293,60 @@ class B2BUA:
         self.index_leg(call.a)
         out: Outputs = []
         call.a.start(now, out)
-        attempt = identify(
-            request, self.settings.plan, trusted=self.settings.is_trusted(txn.source.host)
-        )
+        attempt = identify(request, self.settings.plan, trusted=self.settings.is_trusted(host))
+        if isinstance(attempt, CallAttempt):
+            call.attempt = attempt  # the record says who called what, refused or not
+            if refusal is None:
+                refusal = self.policy.admit_caller(attempt.caller, attempt.x, now)
+        if refusal is not None:
+            self.counters[refusal.cause] += 1
+            call.fire("route", _reject(refusal), now, out)
+            return out
         if isinstance(attempt, Reject):
             call.fire("route", attempt, now, out)
             return out
-        call.attempt = attempt
         out.append(LookupBinding(ref, attempt))
         return out
+
+    def _drops(self, host: str) -> bool:
+        """Whether an INVITE from ``host`` is dropped unanswered (``untrusted_calls``)."""
+        policy = self.policy
+        return policy.settings.untrusted_calls == "drop" and not policy.may_call(host)
+
+    def _drop(self, request: Request, now: float) -> Outputs:
+        """An initial INVITE from a peer that may not call, dropped without an answer
+        (nor a transaction: nothing is kept but its Call-ID) and recorded once; its
+        retransmissions are dropped unrecorded. The record's status is the 403 the
+        peer would have had."""
+        call_id = request.call_id
+        if call_id in self._dropped:
+            return []
+        self._dropped[call_id] = None
+        while len(self._dropped) > DROPPED_KEPT:
+            self._dropped.popitem(last=False)
+        self.counters["untrusted_peer"] += 1
+        attempt = identify(request, self.settings.plan, trusted=False)
+        known = attempt if isinstance(attempt, CallAttempt) else None
+        summary = CallSummary(
+            call_ref=self.ctx.ids.ref(),
+            binding_id=None,
+            tenant=None,
+            x=known.x if known else None,
+            caller=known.caller if known else None,
+            callee=None,
+            direction=None,
+            a_call_id=call_id,
+            b_call_id=None,
+            invite_at=now,
+            ring_at=None,
+            answer_at=None,
+            end_at=now,
+            disposition="rejected",
+            reject_reason="untrusted_peer",
+            sip_status=403,
+            released_by="proxy",
+        )
+        return [CallFinished(summary)]
 
     def _is_merged(self, request: Request) -> bool:
         """RFC 3261 §8.2.2.2: the same INVITE (Call-ID, From tag, CSeq) arriving again on
@@ -256,12 +359,31 @@ class B2BUA:
 
     def _options(self, txn: ServerTransaction, request: Request, now: float) -> Outputs:
         """OPTIONS to the proxy itself: the softswitch's keepalive (RFC 3261 §11.2)."""
-        headers = (
+        return self._reply(txn, 200, headers=self._capabilities(), now=now)
+
+    def _capabilities(self) -> tuple[tuple[str, str], ...]:
+        return (
             ("Allow", self.settings.allow),
             ("Accept", "application/sdp"),
             ("Supported", ", ".join(sorted(RELAYED_OPTION_TAGS))),
         )
-        return self._reply(txn, 200, headers=headers, now=now)
+
+    def _stateless_options(self, request: Request, source: Address) -> Outputs:
+        """Out-of-dialog OPTIONS answered without a server transaction (RFC 3261 §8.2.7
+        allows a stateless UAS): a scanner's OPTIONS flood then costs no Timer J state,
+        and a retransmitted OPTIONS simply gets another answer. The checks are those
+        ``_on_request`` makes: scheme (416, §8.2.2.1), Require (420, §8.2.2.3)."""
+        stamp_received(request, source)
+        headers: tuple[tuple[str, str], ...] = ()
+        if request.request_uri.scheme not in SUPPORTED_SCHEMES:
+            status = 416
+        elif unsupported := _unsupported_requirements(request):
+            status, headers = 420, (("Unsupported", ", ".join(unsupported)),)
+        else:
+            status, headers = 200, self._capabilities()
+        response = make_response(request, status, to_tag=self.ctx.ids.tag(), headers=headers)
+        self.counters["options_stateless"] += 1
+        return [Send(response.to_bytes(), response_destination(request, source))]
 
     def _no_dialog(self, txn: ServerTransaction, request: Request, now: float) -> Outputs:
         return self._reply(txn, 481, now=now)
@@ -303,6 +425,11 @@ class B2BUA:
 
     def forget(self, call: Call) -> None:
         self.calls.pop(call.ref, None)
+        if call.b is not None and call.route_ is not None:
+            binding_id = call.route_.binding_id
+            self.binding_calls[binding_id] -= 1
+            if self.binding_calls[binding_id] <= 0:
+                del self.binding_calls[binding_id]
         for leg in (call.a, call.b):
             if leg is None:
                 continue
@@ -320,6 +447,10 @@ class B2BUA:
     @property
     def active_calls(self) -> int:
         return len(self.calls)
+
+
+def _reject(refusal: Refusal) -> Reject:
+    return Reject(refusal.status, refusal.reason, refusal.cause, refusal.headers)
 
 
 def _unsupported_requirements(request: Request) -> list[str]:

@@ -94,11 +94,12 @@ class Call:
 
     def _on_route(self, decision: object, now: float, out: Outputs) -> None:
         if isinstance(decision, Reject):
-            self.a.fail(decision.status, decision.reason, now, out)
+            self.a.fail(decision.status, decision.reason, now, out, decision.headers)
             self._finish("rejected", decision.status, None, now, out, reject_reason=decision.cause)
             return
         assert isinstance(decision, Route)
         self.route_ = decision
+        self.b2bua.binding_calls[decision.binding_id] += 1
         self.a.route(decision.callee)
         self.b = BLeg(self, self.ctx, decision.callee, decision.caller)
         self.state = "calling"
@@ -109,6 +110,12 @@ class Call:
         )
         self.b2bua.index_leg(self.b)
         self._start_timer("ring", now + self.ctx.settings.ring_timeout)
+
+    def _on_lookup_failed(self, _: object, now: float, out: Outputs) -> None:
+        """The binding store failed: 503 (RFC 3261 §21.5.4, a temporary failure of ours)
+        rather than a call left routing for ever."""
+        self.a.fail(503, None, now, out)
+        self._finish("failed", 503, "proxy", now, out)
 
     def _cancel_before_route(self, _: object, now: float, out: Outputs) -> None:
         self.a.fail(487, None, now, out)
@@ -300,6 +307,7 @@ _ANSWERED: Final = ("answered", "confirmed")
 
 TRANSITIONS: Final[dict[tuple[str, str], Handler]] = {
     ("routing", "route"): Call._on_route,
+    ("routing", "lookup_failed"): Call._on_lookup_failed,
     ("routing", "a_cancel"): Call._cancel_before_route,
     ("routing", "abort"): Call._on_abort_unanswered,
     **{(state, "b_progress"): Call._on_progress for state in _UNANSWERED},

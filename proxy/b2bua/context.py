@@ -6,6 +6,8 @@ import functools
 import ipaddress
 from dataclasses import dataclass, field
 
+from proxy.b2bua.digest import DigestSettings
+from proxy.b2bua.policy import PolicySettings
 from proxy.numbers import NumberPlan
 from proxy.sip.transaction import Address, TransactionLayer
 
@@ -18,7 +20,9 @@ class B2buaSettings:
 
     ``advertise_host``/``advertise_port`` are what we write in Via, Contact, From and
     P-Asserted-Identity; ``trunk`` is where B legs are sent and ``trunk_host`` the host
-    written in their Request-URI and To.
+    written in their Request-URI and To. ``trusted`` is the RFC 3325 trust domain (whose
+    P-Asserted-Identity is believed); who may start calls at all, and how many, is
+    ``policy``; ``digest`` names the peers that must authenticate (RFC 3261 §22).
     """
 
     advertise_host: str
@@ -31,6 +35,8 @@ class B2buaSettings:
     trusted: tuple[IPNetwork, ...] = ()
     user_agent: str = "privproxy"
     allow: str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO"
+    policy: PolicySettings = field(default_factory=PolicySettings)
+    digest: DigestSettings = field(default_factory=DigestSettings)
 
     def is_trusted(self, host: str) -> bool:
         """Whether a peer's assertions (P-Asserted-Identity) are believed (RFC 3325 §2.3)."""

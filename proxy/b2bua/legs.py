@@ -312,12 +312,20 @@ class ALeg(Leg):
         self.ctx.layer.start_2xx_retransmit(self._ack_key(0), send, now)
         self.awaiting_ack = 0
 
-    def fail(self, status: int, reason: str | None, now: float, out: Outputs) -> None:
-        """A final error on the INVITE (3xx are never relayed: their Contact can carry a number)."""
+    def fail(
+        self,
+        status: int,
+        reason: str | None,
+        now: float,
+        out: Outputs,
+        headers: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        """A final error on the INVITE (3xx are never relayed: their Contact can carry a
+        number); ``headers`` are our own (Retry-After), never relayed ones."""
         if self.final_sent:
             return
         self.final_sent = True
-        response = self._response(self.invite, status, reason=reason)
+        response = self._response(self.invite, status, Payload(headers), reason=reason)
         out += self.ctx.layer.send_response(self.invite_txn, response, now, guard=self.guard)
 
     def on_ack(self, request: Request, now: float, out: Outputs) -> None:

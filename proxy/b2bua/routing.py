@@ -62,6 +62,7 @@ class Reject:
     status: int
     reason: str
     cause: str
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 NOT_A_PRIVACY_NUMBER = Reject(404, "Not a privacy number", "no_binding")

@@ -1,5 +1,5 @@
-"""Where SIP messages come from and go to: transport addresses, the response address of
-RFC 3261 §18.2.2 with RFC 3581 rport, and Via branch identifiers (RFC 3261 §8.1.1.7).
+"""Where SIP messages come from and go to: transport addresses, the response address
+(symmetric, RFC 3581 §4, for every request) and Via branch identifiers (RFC 3261 §8.1.1.7).
 """
 
 from __future__ import annotations
@@ -43,31 +43,17 @@ def _bare_host(host: str) -> str:
 
 
 def response_destination(request: Request, source: Address) -> Address:
-    """Where the responses to ``request`` go (RFC 3261 §18.2.2, RFC 3581 §4).
+    """Where the responses to ``request`` go: always back to the address it came from.
 
-    - reliable transport: back to the source, i.e. on the connection the request came in;
-    - ``maddr`` in the top Via: to that host, at the sent-by port (default 5060);
-    - otherwise (UDP): to ``received`` if present, else to the source host — which is what
-      ``received`` would say, since the server adds it whenever the sent-by host is not the
-      source address (§18.2.1) — at the ``rport`` port when the client asked for it
-      (RFC 3581: an empty ``rport`` is filled in with the source port), else at the
-      sent-by port (default 5060).
-
-    Raises ``SipError`` (400) when the top Via cannot be parsed.
+    On a reliable transport that is the connection it came in on (RFC 3261 §18.2.2). On
+    UDP it is symmetric response routing as RFC 3581 §4 does it for ``rport``, applied to
+    every request whatever its top Via says. This departs from RFC 3261 §18.2.2 on
+    purpose: a client-written ``received``, a numeric ``rport``, ``maddr`` and the sent-by
+    port are ignored, because honouring them lets anybody aim our answers at a third
+    address with one spoofed datagram (reflection and amplification). A softswitch sends
+    from the address it listens on, and a client behind NAT needs exactly this.
     """
-    if source.reliable:
-        return source
-    via = request.top_via
-    maddr = via.maddr
-    if maddr:
-        return Address(source.transport, _bare_host(maddr), via.port or DEFAULT_SIP_PORT)
-    host = _bare_host(via.received) if via.received else source.host
-    rport = via.rport
-    if rport is not None:
-        port = int(rport) if rport.isdigit() else source.port
-    else:
-        port = via.port or DEFAULT_SIP_PORT
-    return Address(source.transport, host, port)
+    return source
 
 
 def stamp_received(request: Request, source: Address) -> None:

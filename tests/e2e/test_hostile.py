@@ -160,12 +160,6 @@ def test_no_2xx_to_a_message_that_must_be_rejected(barrage: tuple[Barrage, Proxy
     assert not wrong, "\n".join(f"{name}: {lines}" for name, lines in wrong.items())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="OPTIONS with an unknown Request-URI scheme (RFC 4475 §3.3.2 unkscm) is answered "
-    "200 instead of 416 (RFC 3261 §8.2.2.1): proxy/b2bua/b2bua.py B2BUA._options checks no "
-    "scheme (only _new_call does)",
-)
 def test_unknown_request_uri_scheme_is_not_answered_2xx(
     barrage: tuple[Barrage, ProxyProcess],
 ) -> None:
@@ -242,25 +236,17 @@ def test_only_bound_calls_reach_the_trunk(barrage: tuple[Barrage, ProxyProcess])
         assert not numbers_in(invite, (caller,)), invite
 
 
-REFLECTION_BUG = (
-    "the proxy answers the address the top Via names (sent-by port without rport, a "
-    "client-written rport value, received or maddr: RFC 3261 §18.2.2 / RFC 3581 §4) "
-    "instead of the source address: proxy/sip/destination.py response_destination, "
-    "stamp_received"
-)
-
-
 @pytest.mark.parametrize(
     "decoy",
     [
-        pytest.param("via_port", marks=pytest.mark.xfail(strict=True, reason=REFLECTION_BUG)),
-        pytest.param("rport_value", marks=pytest.mark.xfail(strict=True, reason=REFLECTION_BUG)),
-        pytest.param("received", marks=pytest.mark.xfail(strict=True, reason=REFLECTION_BUG)),
-        pytest.param("maddr", marks=pytest.mark.xfail(strict=True, reason=REFLECTION_BUG)),
+        "via_port",
+        "rport_value",
+        "received",
+        "maddr",
         "contact",
         "route",
         "injected",
-        pytest.param("torture", marks=pytest.mark.xfail(strict=True, reason=REFLECTION_BUG)),
+        "torture",
     ],
 )
 def test_nothing_goes_to_another_address(barrage: tuple[Barrage, ProxyProcess], decoy: str) -> None:
