@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -26,6 +28,7 @@ from bindings.sqlite_store import SqliteBindingStore
 
 A, B, X = "+8613800138000", "+8613900139000", "700123456789012"
 PRIVPROXY = str(Path(sys.executable).with_name("privproxy"))
+KAMAILIO = "/usr/sbin/kamailio"
 
 
 def cpu_seconds(pid: int) -> float:
@@ -82,6 +85,84 @@ class Proxy:
             self.process.kill()
             self.process.wait(5)
         self.log.close()
+
+
+class Kamailio:
+    """Kamailio 5 as a stateful proxy between the same SIPp pair (Debian package
+    ``kamailio``): the peer design.md §5 measured, run side by side in this benchmark."""
+
+    def __init__(self, workdir: Path, trunk_port: int) -> None:
+        self.port = free_port()
+        workdir.mkdir(parents=True, exist_ok=True)
+        config = workdir / "kamailio.cfg"
+        template = (Path(__file__).with_name("kamailio.cfg.in")).read_text()
+        config.write_text(
+            template.replace("@PORT@", str(self.port)).replace("@TRUNK@", str(trunk_port))
+        )
+        self.config = config
+        self.process = subprocess.Popen(
+            [KAMAILIO, "-f", str(config), "-DD", "-E", "-n", "1", "-w", str(workdir)],
+            stdout=subprocess.DEVNULL,
+            stderr=(workdir / "kamailio.log").open("wb"),
+            start_new_session=True,
+        )
+        time.sleep(1.5)
+
+    def pids(self) -> list[int]:
+        """The main process and its children (Kamailio forks workers)."""
+        pids = [self.process.pid]
+        for status in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = status.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == self.process.pid:
+                pids.append(int(status.parent.name))
+        return pids
+
+    def cpu_seconds(self) -> float:
+        total = 0.0
+        for pid in self.pids():
+            try:
+                total += cpu_seconds(pid)
+            except OSError:
+                pass
+        return total
+
+    def stop(self) -> None:
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(5)
+
+
+def run_kamailio_step(workdir: Path, rate: int, seconds: float, talk_ms: int) -> Step:
+    """The same SIPp pair through Kamailio at ``rate``; CPU of all its processes."""
+    calls = max(1, int(rate * seconds))
+    uas_port = free_port()
+    kamailio = Kamailio(workdir, uas_port)
+    uas = Sipp("uas_load.xml", workdir, local_port=uas_port, extra=("-m", str(calls)))
+    time.sleep(0.3)
+    before = kamailio.cpu_seconds()
+    uac = Sipp(
+        "uac_load.xml",
+        workdir,
+        local_port=free_port(),
+        remote_port=kamailio.port,
+        keys={"caller": A.removeprefix("+86"), "dialed": B.removeprefix("+86")},
+        extra=(
+            "-r", str(rate), "-m", str(calls), "-d", str(talk_ms), "-l", str(rate * 4),
+            "-trace_rtt", "-rtt_freq", "1", "-timeout", str(int(seconds * 3 + 30)),
+            "-timeout_error",
+        ),
+    )  # fmt: skip
+    uac.wait(seconds * 3 + 40)
+    cpu = kamailio.cpu_seconds() - before
+    uas.wait(10)
+    kamailio.stop()
+    return Step(rate, calls, uac.stats(), uas.stats(), cpu)
 
 
 def run_step(workdir: Path, target: int | None, rate: int, seconds: float, talk_ms: int) -> Step:
@@ -148,6 +229,7 @@ def main() -> None:
         "--cpu-calls", type=int, default=1000, help="calls at 100/s for CPU per call"
     )
     parser.add_argument("--talk-ms", type=int, default=1000)
+    parser.add_argument("--no-kamailio", action="store_true", help="skip the Kamailio peer")
     args = parser.parse_args()
     rates = [int(r) for r in args.rates.split(",")]
     with tempfile.TemporaryDirectory(prefix="privproxy-cps-") as tmp:
@@ -167,6 +249,20 @@ def main() -> None:
                 f"median INVITE->200 {median if median is not None else '-'} ms",
                 flush=True,
             )
+        if shutil.which(KAMAILIO) and not args.no_kamailio:
+            for attempt in range(3):
+                step = run_kamailio_step(
+                    workdir / f"kamailio-{attempt}", 100, args.cpu_calls / 100, args.talk_ms
+                )
+                per_call = (step.cpu_s or 0) / max(1, step.uac.successful) * 1000
+                print(
+                    f"  Kamailio run {attempt + 1}: {per_call:.3f} ms CPU/call, "
+                    f"{step.uac.successful} ok, {step.uac.failed} failed, "
+                    f"median INVITE->200 {step.uac.median_rtt_ms} ms",
+                    flush=True,
+                )
+        else:
+            print("  Kamailio: not installed (apt-get install kamailio) or --no-kamailio")
         direct = run_step(workdir / "direct-cpu", None, 100, args.cpu_calls / 100, args.talk_ms)
         print(f"  direct SIPp pair: median INVITE->200 {direct.uac.median_rtt_ms} ms", flush=True)
         print("Highest rate with zero failures and zero retransmissions:", flush=True)
