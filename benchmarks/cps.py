@@ -11,6 +11,7 @@ already dropping datagrams.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import signal
@@ -123,10 +124,8 @@ class Kamailio:
     def cpu_seconds(self) -> float:
         total = 0.0
         for pid in self.pids():
-            try:
+            with contextlib.suppress(OSError):  # a worker that just exited
                 total += cpu_seconds(pid)
-            except OSError:
-                pass
         return total
 
     def stop(self) -> None:
