@@ -130,11 +130,6 @@ def test_the_proxy_survives_and_answers_options(barrage: tuple[Barrage, ProxyPro
     assert "internal error" not in log and "Traceback" not in log, log[-5000:]
 
 
-#: Cases that draw a 2xx today; each has its own xfail test below, so that the general test
-#: stays strict for every other case.
-KNOWN_2XX = {"valid/unkscm"}
-
-
 def wrong_2xx(result: Barrage) -> dict[str, list[str]]:
     """Case name → the 2xx status lines it drew although it must be rejected, wherever
     they went (answers sent elsewhere are tied to their request by Call-ID and CSeq)."""
@@ -156,7 +151,7 @@ def wrong_2xx(result: Barrage) -> dict[str, list[str]]:
 
 def test_no_2xx_to_a_message_that_must_be_rejected(barrage: tuple[Barrage, ProxyProcess]) -> None:
     result, _ = barrage
-    wrong = {name: lines for name, lines in wrong_2xx(result).items() if name not in KNOWN_2XX}
+    wrong = wrong_2xx(result)
     assert not wrong, "\n".join(f"{name}: {lines}" for name, lines in wrong.items())
 
 

@@ -40,7 +40,7 @@ def test_metrics_read_the_server(tmp_path: Path) -> None:
     assert 'privproxy_calls_total{disposition="answered"} 3.0' in text
     assert 'privproxy_rejects_total{reason="no_binding"} 1.0' in text
     assert 'privproxy_sip_errors_total{status="400"} 2.0' in text
-    assert 'privproxy_transactions{kind="server"} 1.0' in text
+    assert 'privproxy_transactions{kind="server"} 0.0' in text  # OPTIONS is answered statelessly
     assert 'privproxy_binding_lookup_seconds_bucket{le="2.5e-05"} 1.0' in text
     assert "privproxy_cdr_queue_depth 0.0" in text
     assert "privproxy_retransmissions_total 0.0" in text
