@@ -15,6 +15,7 @@ from proxy.sip.uri import (
     SIP_URI_PATTERN,
     Params,
     Uri,
+    forget_parsed_uris,
     is_digits,
     param_value,
     parse_host,
@@ -89,6 +90,15 @@ _PARSED_LIMIT: Final = 4096
 _PARSED_ADDRESSES: dict[str, NameAddress] = {}
 _PARSED_VIAS: dict[str, Via] = {}
 _PARSED_CSEQS: dict[str, CSeq] = {}
+
+
+def forget_parsed_values() -> None:
+    """Empty the tables of parsed values (Via, name-addr, CSeq, URIs): for benchmarks that
+    must measure a parse of values never seen before, and for tests."""
+    _PARSED_ADDRESSES.clear()
+    _PARSED_VIAS.clear()
+    _PARSED_CSEQS.clear()
+    forget_parsed_uris()
 
 
 def parse_header_params(text: str, what: str) -> Params:

@@ -351,6 +351,11 @@ _PARSED_LIMIT: Final = 4096
 _PARSED_URIS: dict[str, Uri] = {}
 
 
+def forget_parsed_uris() -> None:
+    """Empty the table of parsed URIs (see ``address.forget_parsed_values``)."""
+    _PARSED_URIS.clear()
+
+
 def parse_uri(text: str, *, what: str = "URI", allow_headers: bool = True) -> Uri:
     """Parse a URI (RFC 3261 §19.1.1, §25.1; RFC 3966 §3).
 
