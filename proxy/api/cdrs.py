@@ -16,37 +16,16 @@ from typing import Annotated, Any, Final
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 
 from proxy.api.deps import Principal, database, principal
-from proxy.cdr.export import ExportError, iso_time, parse_when
+from proxy.cdr.export import RECORD_COLUMNS, ExportError, iso_time, parse_when
 from proxy.cdr.record import DISPOSITIONS, REJECT_REASONS, mask_call_id, mask_party
 from proxy.cdr.stats import cdr_stats
 
 router = APIRouter(prefix="/v1/cdrs", tags=["cdrs"])
 
 MAX_LIMIT: Final = 1000
-_COLUMNS: Final = (
-    "seq",
-    "id",
-    "tenant",
-    "binding_id",
-    "x",
-    "caller",
-    "callee",
-    "direction",
-    "a_call_id",
-    "b_call_id",
-    "invite_at",
-    "ring_at",
-    "answer_at",
-    "end_at",
-    "ring_s",
-    "talk_s",
-    "disposition",
-    "reject_reason",
-    "sip_status",
-    "q850_cause",
-    "released_by",
-    "node",
-)
+#: The record's own fields, without the chain's commitments and links (an API reader
+#: sees masked numbers; verification works on exports).
+_COLUMNS: Final = RECORD_COLUMNS[: RECORD_COLUMNS.index("node") + 1]
 _TIMES: Final = frozenset({"invite_at", "ring_at", "answer_at", "end_at"})
 
 Conn = Annotated[sqlite3.Connection, Depends(database)]
