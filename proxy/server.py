@@ -45,6 +45,9 @@ from proxy.transport.udp import UdpProtocol, listen_udp
 
 log = logging.getLogger("privproxy")
 SWEEP_INTERVAL_S = 60.0
+#: A TCP connection silent this long is closed (softswitch trunks send OPTIONS or CRLF
+#: keep-alives far more often).
+TCP_IDLE_S = 600.0
 MAINTENANCE_FIRST_DELAY_S = 60.0
 MAINTENANCE_INTERVAL_S = 86400.0
 call_log = logging.getLogger("privproxy.call")
@@ -121,6 +124,7 @@ class Server:
             loop.add_signal_handler(sig, self._stopping.set)
         sweeper = asyncio.create_task(self._sweep_expired_bindings())
         maintenance = asyncio.create_task(self._daily_cdr_maintenance())
+        idle_tcp = asyncio.create_task(self.tcp.close_idle(TCP_IDLE_S, TCP_IDLE_S / 4))
         api_task = None
         # The API outlives the drain: /readyz says "draining" and /metrics can be scraped
         # while calls end; it stops once the SIP side has.
@@ -144,6 +148,7 @@ class Server:
         await self._stopping.wait()
         sweeper.cancel()
         maintenance.cancel()
+        idle_tcp.cancel()
         api_failed = api_task is not None and api_task.done()
         await self.drain()
         api_stop.set()

@@ -28,15 +28,18 @@ class TcpConnection(asyncio.Protocol):
         self.framer = StreamFramer()
         self.transport: asyncio.Transport | None = None
         self.peer: Address | None = None
+        self.last_active = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
         host, port = transport.get_extra_info("peername")[:2]
         self.peer = Address("tcp", str(host), int(port))
         self.pool.connections[self.peer] = self
+        self.last_active = asyncio.get_running_loop().time()
 
     def data_received(self, data: bytes) -> None:
         assert self.peer is not None and self.transport is not None
+        self.last_active = asyncio.get_running_loop().time()
         try:
             items = self.framer.feed(data)
         except SipError as error:
@@ -96,6 +99,17 @@ class TcpPool:
         for data in self.pending.pop(destination, []):
             assert connection.transport is not None
             connection.transport.write(data)
+
+    async def close_idle(self, idle_s: float, every_s: float) -> None:
+        """Close connections that carried nothing for ``idle_s`` (a peer holding sockets
+        open must not use up file descriptors); RFC 5626 keep-alives count as traffic."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(every_s)
+            limit = loop.time() - idle_s
+            for connection in list(self.connections.values()):
+                if connection.last_active < limit and connection.transport is not None:
+                    connection.transport.close()
 
     def close(self) -> None:
         for server in self.servers:
