@@ -15,6 +15,7 @@ from proxy.sip.errors import (
     BadRequest,
     MessageTooLarge,
     MethodNotImplemented,
+    TooManyHops,
     VersionNotSupported,
 )
 from proxy.sip.headers import COMPACT_FORMS, LIST_HEADERS, canonical_name, split_list
@@ -22,6 +23,11 @@ from proxy.sip.uri import Uri, is_digits, parse_uri
 
 SIP_VERSION: Final = "SIP/2.0"
 DEFAULT_MAX_SIZE: Final = 65535
+#: Header lines a message may have (continuation lines included); real traffic has 10-40.
+MAX_HEADER_LINES: Final = 256
+#: Via values a message may carry: Max-Forwards starts at 70 (RFC 3261 §8.1.1.6), so more
+#: hops than that mean a loop or an attack.
+MAX_VIAS: Final = 70
 KNOWN_METHODS: Final = frozenset(
     {
         "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK", "SUBSCRIBE",
@@ -389,7 +395,10 @@ class Message:
             for key in _MANDATORY:
                 if key not in places:
                     raise BadRequest(f"missing {canonical_name(key)} header")
-        _ = self.vias, self.from_, self.to, self.call_id, self.cseq
+        if len(self.vias) > MAX_VIAS:
+            # More hops than Max-Forwards could ever allow: a loop or an attack.
+            raise TooManyHops(f"more than {MAX_VIAS} Via values")
+        _ = self.from_, self.to, self.call_id, self.cseq
         self.max_forwards  # noqa: B018 - parses and range-checks
         self.contacts  # noqa: B018
 
@@ -472,6 +481,8 @@ def parse(
     head = data[start:end]
     lines = head.decode("utf-8", "surrogateescape").split("\r\n")
     breaks = len(lines) - 1
+    if breaks > MAX_HEADER_LINES:
+        raise BadRequest(f"more than {MAX_HEADER_LINES} header lines")
     if head.count(b"\n") != breaks or head.count(b"\r") != breaks:
         # A bare CR or LF inside a value would become a line break in whatever
         # re-emits it: header injection (RFC 3261 §7.3.1 allows only CRLF).

@@ -584,3 +584,30 @@ def test_edits_refresh_the_typed_views(fixture_messages: dict[str, bytes]) -> No
     message.add("to", "<sip:y@example.org>")
     with pytest.raises(BadRequest, match="more than one To"):
         message.to  # noqa: B018
+
+
+def test_too_many_header_lines_are_refused() -> None:
+    """RFC 3261 leaves the bound to the element; ours is MAX_HEADER_LINES (issue #6)."""
+    from proxy.sip.message import MAX_HEADER_LINES
+
+    head = b"OPTIONS sip:a@b SIP/2.0\r\n" + b"X-Filler: 1\r\n" * (MAX_HEADER_LINES + 1)
+    with pytest.raises(SipError) as raised:
+        parse(head + b"\r\n")
+    assert raised.value.status == 400 and "header lines" in raised.value.reason
+
+
+def test_too_many_vias_are_too_many_hops() -> None:
+    from proxy.sip.message import MAX_VIAS
+
+    vias = b"".join(
+        b"Via: SIP/2.0/UDP 192.0.2.%d;branch=z9hG4bK%d\r\n" % (n % 250, n)
+        for n in range(MAX_VIAS + 1)
+    )
+    data = (
+        b"OPTIONS sip:a@b SIP/2.0\r\n" + vias + b"From: <sip:x@y>;tag=1\r\nTo: <sip:a@b>\r\n"
+        b"Call-ID: v@x\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    )
+    message = parse(data)
+    with pytest.raises(SipError) as raised:
+        message.validate()
+    assert raised.value.status == 483
