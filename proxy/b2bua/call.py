@@ -27,24 +27,13 @@ from proxy.b2bua.events import (
 )
 from proxy.b2bua.legs import ALeg, BLeg, Leg, Outputs, extract
 from proxy.b2bua.routing import CallAttempt, Reject, Route
+from proxy.cdr.record import disposition_for_status
 from proxy.sip.message import Request
 
 if TYPE_CHECKING:
     from proxy.b2bua.b2bua import B2BUA
 
 Handler = Callable[["Call", object, float, Outputs], None]
-
-BUSY_STATUSES: Final = frozenset({486, 600})
-NO_ANSWER_STATUSES: Final = frozenset({408, 480, 487})
-
-
-def disposition_of(status: int) -> str:
-    """Call-record disposition of a B-leg final error (design.md §1 "Records")."""
-    if status in BUSY_STATUSES:
-        return "busy"
-    if status in NO_ANSWER_STATUSES:
-        return "no_answer"
-    return "failed"
 
 
 class Call:
@@ -142,7 +131,7 @@ class Call:
     def _on_fail(self, event: object, now: float, out: Outputs) -> None:
         assert isinstance(event, Fail)
         self.a.fail(event.status, event.reason, now, out)
-        self._finish(disposition_of(event.status), event.status, "callee", now, out)
+        self._finish(disposition_for_status(event.status), event.status, "callee", now, out)
 
     def _on_b_timeout(self, _: object, now: float, out: Outputs) -> None:
         """Timer B fired on the B leg: the trunk never answered (RFC 3261 §17.1.1.2)."""
