@@ -99,15 +99,11 @@ class B2BUA:
         except SipError as error:
             error.message = message  # type: ignore[attr-defined]
             raise
-        if isinstance(message, Request):
-            self.counters["requests"] += 1
-            if message.to.tag is None:
-                if message.method == "OPTIONS":
-                    return self._stateless_options(message, source)
-                if message.method == "INVITE" and self._drops(source.host):
-                    return self._drop(message, now)
-        else:
-            self.counters["responses"] += 1
+        if isinstance(message, Request) and message.to.tag is None:
+            if message.method == "OPTIONS":
+                return self._stateless_options(message, source)
+            if message.method == "INVITE" and self._drops(source.host):
+                return self._drop(message, now)
         return self._dispatch(self.layer.receive(message, source, now), now)
 
     def advance(self, now: float) -> Outputs:
