@@ -38,7 +38,7 @@ from bindings.models import (
     updated_binding,
     validate_new_binding,
 )
-from bindings.store import new_binding_id
+from bindings.store import AddThroughAllocate, new_binding_id
 
 
 @dataclass
@@ -49,7 +49,7 @@ class _PoolEntry:
     added_at: float
 
 
-class MemoryBindingStore:
+class MemoryBindingStore(AddThroughAllocate):
     """``BindingStore`` kept in dicts; ``(x, party)`` maps to that party's bindings on X."""
 
     def __init__(
@@ -73,38 +73,6 @@ class MemoryBindingStore:
         self._pool_seq = 0
 
     # -- bindings ------------------------------------------------------------------------
-
-    def add(
-        self,
-        a: str,
-        b: str,
-        x: str,
-        *,
-        now: float,
-        tenant: str = DEFAULT_TENANT,
-        model: BindingModel = "axb",
-        expires_at: float | None = None,
-        direction: Direction = "both",
-        max_call_s: int | None = None,
-        order_id: str | None = None,
-        scenario: str | None = None,
-        actor: str = "cli",
-    ) -> Binding:
-        return self.allocate(
-            a,
-            b,
-            now=now,
-            x=x,
-            tenant=tenant,
-            model=model,
-            expires_at=expires_at,
-            direction=direction,
-            max_call_s=max_call_s,
-            order_id=order_id,
-            scenario=scenario,
-            strict_pool=False,
-            actor=actor,
-        ).binding
 
     def allocate(
         self,

@@ -44,7 +44,7 @@ from bindings.models import (
     updated_binding,
     validate_new_binding,
 )
-from bindings.store import new_binding_id
+from bindings.store import AddThroughAllocate, new_binding_id
 from proxy import audit
 from proxy.db import open_database, transaction
 
@@ -135,7 +135,7 @@ def _snapshot(binding: Binding) -> dict[str, Any]:
     return {name: getattr(binding, name) for name in _BINDING_FIELDS}
 
 
-class SqliteBindingStore:
+class SqliteBindingStore(AddThroughAllocate):
     """``BindingStore`` on a SQLite connection opened by ``proxy.db.open_database``.
 
     ``quarantine_s`` is how long a (party, X) pair stays blocked after its binding ends;
@@ -180,38 +180,6 @@ class SqliteBindingStore:
         self._conn.close()
 
     # -- bindings ------------------------------------------------------------------------
-
-    def add(
-        self,
-        a: str,
-        b: str,
-        x: str,
-        *,
-        now: float,
-        tenant: str = DEFAULT_TENANT,
-        model: BindingModel = "axb",
-        expires_at: float | None = None,
-        direction: Direction = "both",
-        max_call_s: int | None = None,
-        order_id: str | None = None,
-        scenario: str | None = None,
-        actor: str = "cli",
-    ) -> Binding:
-        return self.allocate(
-            a,
-            b,
-            now=now,
-            x=x,
-            tenant=tenant,
-            model=model,
-            expires_at=expires_at,
-            direction=direction,
-            max_call_s=max_call_s,
-            order_id=order_id,
-            scenario=scenario,
-            strict_pool=False,
-            actor=actor,
-        ).binding
 
     def allocate(
         self,

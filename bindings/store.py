@@ -33,6 +33,7 @@ from bindings.models import (
 )
 
 __all__ = [
+    "AddThroughAllocate",
     "Binding",
     "BindingConflict",
     "BindingError",
@@ -199,3 +200,40 @@ class BindingStore(Protocol):
     def pool_stats(self, now: float, tenant: str | None = None) -> PoolStats:
         """Numbers, live bindings, free capacity, for the whole pool or a tenant's view."""
         ...
+
+
+class AddThroughAllocate:
+    """The one implementation of ``BindingStore.add`` for every store: an ``allocate`` on
+    the operator's chosen X, with the pool rules relaxed (X need not be in the pool)."""
+
+    def add(
+        self: BindingStore,
+        a: str,
+        b: str,
+        x: str,
+        *,
+        now: float,
+        tenant: str = "default",
+        model: BindingModel = "axb",
+        expires_at: float | None = None,
+        direction: Direction = "both",
+        max_call_s: int | None = None,
+        order_id: str | None = None,
+        scenario: str | None = None,
+        actor: str = "cli",
+    ) -> Binding:
+        return self.allocate(
+            a,
+            b,
+            now=now,
+            x=x,
+            tenant=tenant,
+            model=model,
+            expires_at=expires_at,
+            direction=direction,
+            max_call_s=max_call_s,
+            order_id=order_id,
+            scenario=scenario,
+            strict_pool=False,
+            actor=actor,
+        ).binding
