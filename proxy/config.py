@@ -9,7 +9,7 @@ import socket
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from proxy.b2bua.digest import DigestPeer, DigestSettings
 from proxy.b2bua.policy import PolicySettings
@@ -63,6 +63,9 @@ class Trunk:
         return cls(uri)
 
 
+_POLICY: Final = PolicySettings()
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     """Everything ``serve`` needs; see README "Configuration" for each setting."""
@@ -72,16 +75,17 @@ class Config:
     db: str = "./privproxy.db"
     advertise: str | None = None
     trusted: tuple[str, ...] = ()
-    peers: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
-    untrusted_calls: str = "reject"
-    source_rate: float = 0.0
-    source_burst: float = 400.0
-    caller_rate: float = 0.0
-    caller_burst: float = 5.0
-    fraud_distinct_x: int = 5
-    fraud_window_s: float = 60.0
-    fraud_block_s: float = 3600.0
-    max_calls_per_binding: int = 0
+    peers: tuple[str, ...] = tuple(str(network) for network in _POLICY.peers)
+    # The call policy's defaults live in PolicySettings (proxy/b2bua/policy.py), not here.
+    untrusted_calls: str = _POLICY.untrusted_calls
+    source_rate: float = _POLICY.source_rate
+    source_burst: float = _POLICY.source_burst
+    caller_rate: float = _POLICY.caller_rate
+    caller_burst: float = _POLICY.caller_burst
+    fraud_distinct_x: int = _POLICY.fraud_distinct_x
+    fraud_window_s: float = _POLICY.fraud_window_s
+    fraud_block_s: float = _POLICY.fraud_block_s
+    max_calls_per_binding: int = _POLICY.max_calls_per_binding
     digest_realm: str = "privproxy"
     digest_secret: str | None = None
     digest_peers: tuple[str, ...] = ()
