@@ -46,7 +46,7 @@ from bindings.models import (
 )
 from bindings.store import AddThroughAllocate, new_binding_id
 from proxy import audit
-from proxy.db import open_database, transaction
+from proxy.db import open_database, transaction, where_clause
 
 _COLUMNS: Final = (
     "id, a, b, x, created_at, tenant, model, expires_at, direction, max_call_s, order_id, "
@@ -452,21 +452,15 @@ class SqliteBindingStore(AddThroughAllocate):
         *,
         tenant: str | None = None,
     ) -> list[Binding]:
-        clauses: list[str] = []
-        params: dict[str, object] = {"limit": limit, "offset": offset}
-        if party is not None:
-            clauses.append("(a = :party OR b = :party)")
-            params["party"] = party
-        if x is not None:
-            clauses.append("x = :x")
-            params["x"] = x
-        if status is not None:
-            clauses.append("status = :status")
-            params["status"] = status
-        if tenant is not None:
-            clauses.append("tenant = :tenant")
-            params["tenant"] = tenant
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        where, params = where_clause(
+            {
+                "party": ("(a = :party OR b = :party)", party),
+                "x": ("x = :x", x),
+                "status": ("status = :status", status),
+                "tenant": ("tenant = :tenant", tenant),
+            }
+        )
+        params.update(limit=limit, offset=offset)
         rows = self._conn.execute(
             f"SELECT {_COLUMNS} FROM bindings{where}"
             " ORDER BY created_at DESC, seq DESC LIMIT :limit OFFSET :offset",

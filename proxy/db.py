@@ -14,7 +14,7 @@ Migrations are an append-only list: entry *n* brings the schema from version *n*
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Final
@@ -181,6 +181,14 @@ def migrate(conn: sqlite3.Connection, migrations: Sequence[Sequence[str]] = MIGR
                 conn.execute(statement)
             conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version + 1,))
     return len(migrations)
+
+
+def where_clause(filters: Mapping[str, tuple[str, object | None]]) -> tuple[str, dict[str, object]]:
+    """`` WHERE …`` and its named parameters from ``{name: (condition, value)}``, keeping
+    the filters whose value is not None (``{"x": ("x = :x", x)}``); "" when none is."""
+    used = {name: (sql, value) for name, (sql, value) in filters.items() if value is not None}
+    where = f" WHERE {' AND '.join(sql for sql, _ in used.values())}" if used else ""
+    return where, {name: value for name, (_, value) in used.items()}
 
 
 @contextmanager

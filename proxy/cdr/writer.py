@@ -32,7 +32,7 @@ from typing import Any, Final
 
 from proxy.cdr.chain import GENESIS, ms, record_hash
 from proxy.cdr.record import CALL_RECORD_FIELDS, CallRecord
-from proxy.db import open_database
+from proxy.db import open_database, where_clause
 
 log = logging.getLogger(__name__)
 
@@ -491,21 +491,15 @@ def read_records(
     newest_first: bool = True,
 ) -> list[CallRecord]:
     """Stored records filtered on tenant, X and ``since <= invite_at < until``."""
-    clauses: list[str] = []
-    params: dict[str, object] = {"limit": limit, "offset": offset}
-    if tenant is not None:
-        clauses.append("tenant = :tenant")
-        params["tenant"] = tenant
-    if x is not None:
-        clauses.append("x = :x")
-        params["x"] = x
-    if since is not None:
-        clauses.append("invite_at >= :since")
-        params["since"] = since
-    if until is not None:
-        clauses.append("invite_at < :until")
-        params["until"] = until
-    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+    where, params = where_clause(
+        {
+            "tenant": ("tenant = :tenant", tenant),
+            "x": ("x = :x", x),
+            "since": ("invite_at >= :since", since),
+            "until": ("invite_at < :until", until),
+        }
+    )
+    params.update(limit=limit, offset=offset)
     order = "DESC" if newest_first else "ASC"
     conn = open_database(db_path)
     try:
