@@ -43,7 +43,7 @@ from typing import Any, Final
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from proxy.cdr.chain import GENESIS, PERSONAL_FIELDS, commit, ms, record_hash
+from proxy.cdr.chain import CHAINED_FIELDS, GENESIS, PERSONAL_FIELDS, commit, ms, record_hash
 from proxy.cdr.checkpoint import Checkpoint, checkpoints, public_key_id, signature_valid
 from proxy.cdr.export import (
     canonical_manifest,
@@ -333,26 +333,7 @@ def _jsonl_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 def _chained(record: dict[str, Any]) -> list[object]:
     values: list[object] = []
-    for name in (
-        "seq",
-        "id",
-        "tenant",
-        "binding_id",
-        "x",
-        "caller_commit",
-        "callee_commit",
-        "direction",
-        "a_call_id_commit",
-        "b_call_id",
-        *_TIME_COLUMNS,
-        "disposition",
-        "reject_reason",
-        "sip_status",
-        "q850_cause",
-        "released_by",
-        "node",
-        "prev_hash",
-    ):
+    for name in CHAINED_FIELDS:
         value = record.get(name)
         if value is not None and name in _INT_COLUMNS:
             value = int(value)
