@@ -30,9 +30,19 @@ AUDIT_SUBJECT: Final = "blocklist"
 
 _E164: Final = re.compile(r"\+[1-9][0-9]{6,14}")
 _COLUMNS: Final = "number, reason, created_at, created_by, expires_at"
-_IS_BLOCKED: Final = (
-    "SELECT 1 FROM blocklist WHERE number = ? AND (expires_at IS NULL OR expires_at > ?)"
-)
+
+
+def any_blocked_sql(numbers: str, now: str) -> str:
+    """An SQL expression, 1 when one of ``numbers`` (an SQL list: placeholders or columns)
+    has an entry in force at ``now`` and 0 otherwise, so a statement that reads a binding
+    can carry the blocklist verdict on its parties in the same probe."""
+    return (
+        f"EXISTS (SELECT 1 FROM blocklist WHERE number IN ({numbers})"
+        f" AND (expires_at IS NULL OR expires_at > {now}))"
+    )
+
+
+_IS_BLOCKED: Final = f"SELECT {any_blocked_sql('?', '?')}"
 
 
 class BlocklistError(ValueError):
@@ -158,10 +168,10 @@ def unblock(conn: sqlite3.Connection, number: str, *, actor: str, now: float) ->
 def is_blocked(conn: sqlite3.Connection, number: str, now: float) -> bool:
     """Whether ``number`` (E.164, as routing normalised it) is blocked at ``now``.
 
-    For the call path: one probe of the table's primary key, whose prepared statement the
-    sqlite3 module caches per connection (a few microseconds).
+    One probe of the table's primary key, whose prepared statement the sqlite3 module
+    caches per connection (a few microseconds).
     """
-    return conn.execute(_IS_BLOCKED, (number, now)).fetchone() is not None
+    return bool(conn.execute(_IS_BLOCKED, (number, now)).fetchone()[0])
 
 
 def blocked(

@@ -23,7 +23,6 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from bindings.blocklist import is_blocked
 from bindings.sqlite_store import SqliteBindingStore
 from proxy.b2bua.b2bua import B2BUA, error_reply
 from proxy.b2bua.context import B2buaSettings
@@ -95,6 +94,7 @@ class Server:
         self.tcp = TcpPool(self.deliver)
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = asyncio.Event()
         #: messages the leak guard blocked, so that their retransmissions are dropped quietly
         self._blocked: dict[bytes, None] = {}
@@ -285,12 +285,9 @@ class Server:
         now = time.time()
         started = time.perf_counter()
         try:
-            binding = self.store.find_for_call(request.attempt.x, request.attempt.caller, now)
-            parties = {request.attempt.caller}
-            if binding is not None:
-                parties |= {binding.a, binding.b}
-            conn = self.store.connection
-            blocked = any(is_blocked(conn, number, now) for number in parties)
+            binding, blocked = self.store.route_for_call(
+                request.attempt.x, request.attempt.caller, now
+            )
         except Exception:
             self.counters["lookup_errors"] += 1
             log.exception("binding lookup failed; the call gets 503")
@@ -376,7 +373,11 @@ class Server:
             return
         if self._timer is not None:
             self._timer.cancel()
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None:
+            # Looked up once: asyncio.get_running_loop() makes a getpid() system call on
+            # every use (its check for a forked child), and this runs for most datagrams.
+            loop = self._loop = asyncio.get_running_loop()
         self._timer_at = deadline
         self._timer = loop.call_at(loop.time() + max(0.0, deadline - time.time()), self._on_timer)
 

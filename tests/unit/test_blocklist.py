@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
-from bindings import blocklist
+from bindings import blocklist, sqlite_store
 from bindings.blocklist import BlockedNumber, BlocklistError, NotBlocked
+from bindings.sqlite_store import SqliteBindingStore
 from proxy import audit
 from proxy.cli import app
 from proxy.db import open_database
@@ -20,6 +21,8 @@ from proxy.db import open_database
 T0 = 1_800_000_000.0
 A = "+8613800138000"
 B = "+8613900139000"
+X = "700123456789012"
+PARAMS = {"x": X, "caller": A, "now": T0}
 
 
 @pytest.fixture
@@ -109,14 +112,28 @@ def test_malformed_entries_name_the_field_and_change_nothing(
 
 def test_the_call_path_check_is_a_primary_key_probe(conn: sqlite3.Connection) -> None:
     plan = " ".join(
-        row[-1]
-        for row in conn.execute(
-            "EXPLAIN QUERY PLAN SELECT 1 FROM blocklist WHERE number = ?"
-            " AND (expires_at IS NULL OR expires_at > ?)",
-            (A, T0),
-        )
+        row[-1] for row in conn.execute(f"EXPLAIN QUERY PLAN {sqlite_store._FIND_LIVE}", PARAMS)
     )
-    assert "USING PRIMARY KEY (number=?)" in plan
+    assert "SEARCH blocklist USING PRIMARY KEY (number=?)" in plan
+    assert "USING INDEX bindings_live_x_a (x=? AND a=?)" in plan
+    assert "USING INDEX bindings_live_x_b (x=? AND b=?)" in plan
+
+
+def test_routing_reads_the_binding_and_the_verdict_on_every_party(tmp_path: Path) -> None:
+    store = SqliteBindingStore.open(tmp_path / "route.db")
+    binding = store.add(A, B, X, now=T0)
+    assert store.route_for_call(X, A, T0 + 1) == (binding, False)
+    blocklist.block(store.connection, B, reason="r", actor="cli", now=T0, expires_at=T0 + 100)
+    assert store.route_for_call(X, A, T0 + 50) == (binding, True)  # the callee's entry
+    assert store.route_for_call(X, B, T0 + 50) == (binding, True)  # the caller's own
+    assert store.route_for_call(X, A, T0 + 200) == (binding, False)  # lapsed
+    unbound = "+8613300133000"
+    assert store.route_for_call(X, unbound, T0 + 1) == (None, False)
+    blocklist.block(store.connection, unbound, reason="r", actor="cli", now=T0)
+    assert store.route_for_call(X, unbound, T0 + 1) == (None, True)  # miss path too
+    store.release(binding.id, T0 + 300)
+    assert store.route_for_call(X, A, T0 + 301)[0] == store.get(binding.id)
+    store.close()
 
 
 def test_an_unmasked_listing_is_audited(conn: sqlite3.Connection) -> None:

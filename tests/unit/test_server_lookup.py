@@ -20,7 +20,7 @@ CALLER = Address("udp", "127.0.0.1", 5070)
 
 
 class BrokenStore:
-    def find_for_call(self, x: str, caller: str, now: float) -> None:
+    def route_for_call(self, x: str, caller: str, now: float) -> None:
         raise sqlite3.OperationalError("disk I/O error")
 
 
