@@ -37,7 +37,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
-from typing import Final, Protocol, TypeAlias, TypeVar
+from typing import Any, Final, Protocol, TypeAlias
 
 from proxy.sip.destination import (
     MAGIC_COOKIE,
@@ -149,6 +149,10 @@ Output: TypeAlias = (
 
 
 _DEFAULT_SETTINGS: Final = TimerSettings()
+
+
+#: A transaction's machine until the layer gives it the compiled one.
+_NO_MACHINE: Final[dict[tuple[str, str], Any]] = {}
 
 
 # -- the state tables ----------------------------------------------------------------
@@ -306,7 +310,8 @@ class _Transaction:
     __slots__ = (
         "_expired",
         "_guard",
-        "_intervals",
+        "_interval",
+        "_machine",
         "_reliable",
         "_timers",
         "context",
@@ -327,9 +332,12 @@ class _Transaction:
         self._reliable = reliable
         self._guard = guard
         self._timers: dict[str, TimerHandle[_TimerPayload]] = {}
-        self._intervals: dict[str, float] = {}
+        #: The current interval of the one retransmission timer a machine has (A, E or G).
+        self._interval = 0.0
         # Zero-length timers (D, I, J, K on TCP) fire as soon as the current event is done.
-        self._expired: list[str] = []
+        self._expired: list[str] | None = None
+        #: The machine's table compiled for this transport (``TransactionLayer._compile``).
+        self._machine: _Machine = _NO_MACHINE
 
 
 class ClientTransaction(_Transaction):
@@ -450,51 +458,57 @@ def _build_ack(request: Request, response: Response) -> Request:
 
 
 # -- timer payloads ------------------------------------------------------------------
+#
+# Plain slotted classes rather than frozen dataclasses: one or more is made for every
+# message, and a frozen dataclass pays an ``object.__setattr__`` per field to be built.
 
 
 class _TimerPayload(Protocol):
     def fire(self, layer: TransactionLayer, when: float) -> list[Output]: ...
 
 
-@dataclass(frozen=True, slots=True, eq=False)
 class _TransactionTimer:
-    transaction: ClientTransaction | ServerTransaction
-    name: str
+    """Timer ``name`` (``timer_a`` … ``timer_cancel``) of one transaction."""
+
+    __slots__ = ("name", "transaction")
+
+    def __init__(self, transaction: ClientTransaction | ServerTransaction, name: str) -> None:
+        self.transaction = transaction
+        self.name = name
 
     def fire(self, layer: TransactionLayer, when: float) -> list[Output]:
         return layer._transaction_timer_fired(self, when)
 
 
-@dataclass(slots=True, eq=False)
 class _Retransmission:
-    """One 2xx being retransmitted (RFC 3261 §13.3.1.4)."""
+    """One 2xx being retransmitted (RFC 3261 §13.3.1.4), its own timer payload.
 
-    key: Hashable
-    send: Send
-    interval: float
-    next_send: TimerHandle[_TimerPayload] | None = None
-    give_up: TimerHandle[_TimerPayload] | None = None
+    One heap entry at a time serves both deadlines: the next resend and, when that would
+    come at or after it, the end of the wait for the ACK (64*T1).
+    """
 
+    __slots__ = ("give_up_at", "handle", "interval", "key", "send")
 
-@dataclass(frozen=True, slots=True, eq=False)
-class _RetransmitTimer:
-    retransmission: _Retransmission
-
-    def fire(self, layer: TransactionLayer, when: float) -> list[Output]:
-        return layer._retransmit_2xx(self.retransmission, when)
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class _AckWaitTimer:
-    retransmission: _Retransmission
+    def __init__(self, key: Hashable, send: Send, interval: float, give_up_at: float) -> None:
+        self.key = key
+        self.send = send
+        self.interval = interval
+        self.give_up_at = give_up_at
+        self.handle: TimerHandle[_TimerPayload] | None = None
 
     def fire(self, layer: TransactionLayer, when: float) -> list[Output]:
-        return layer._ack_wait_over(self.retransmission)
+        if when >= self.give_up_at:
+            return layer._ack_wait_over(self)
+        return layer._retransmit_2xx(self, when)
 
 
-@dataclass(frozen=True, slots=True, eq=False)
 class _UserTimer:
-    payload: object
+    """A TU timer set with ``call_later``."""
+
+    __slots__ = ("payload",)
+
+    def __init__(self, payload: object) -> None:
+        self.payload = payload
 
     def fire(self, layer: TransactionLayer, when: float) -> list[Output]:
         return [TimerFired(self.payload)]
@@ -502,31 +516,37 @@ class _UserTimer:
 
 # -- the layer -----------------------------------------------------------------------
 
-TransactionT = TypeVar("TransactionT", ClientTransaction, ServerTransaction)
 
-
-@dataclass(frozen=True, slots=True)
 class _Incoming:
     """A request arriving for a server transaction, with where it came from."""
 
-    request: Request
-    source: Address
+    __slots__ = ("request", "source")
+
+    def __init__(self, request: Request, source: Address) -> None:
+        self.request = request
+        self.source = source
 
 
-@dataclass(frozen=True, slots=True)
 class _Outgoing:
     """A response the TU sends on a server transaction."""
 
-    response: Response
-    guard: frozenset[str]
+    __slots__ = ("guard", "response")
+
+    def __init__(self, response: Response, guard: frozenset[str]) -> None:
+        self.response = response
+        self.guard = guard
 
 
 #: What an event carries: the response a client received, the request a server received
 #: or the response its TU sends; None for timers.
 _Payload: TypeAlias = Response | _Incoming | _Outgoing | None
-ClientAction: TypeAlias = Callable[[ClientTransaction, _Payload, float], list[Output]]
-ServerAction: TypeAlias = Callable[[ServerTransaction, _Payload, float], list[Output]]
-_CommonAction: TypeAlias = Callable[[_Transaction, object, float], list[Output]]
+#: An action of a state table: it appends what it produces to the list it is given.
+ClientAction: TypeAlias = Callable[[ClientTransaction, _Payload, float, list[Output]], None]
+ServerAction: TypeAlias = Callable[[ServerTransaction, _Payload, float, list[Output]], None]
+_CommonAction: TypeAlias = Callable[[Any, _Payload, float, list[Output]], None]
+#: A state table with its action names resolved, for one kind of machine on one kind of
+#: transport: (state, event) → (next state, the actions to run).
+_Machine: TypeAlias = dict[tuple[str, str], tuple[str, tuple[_CommonAction, ...]]]
 
 
 class TransactionLayer:
@@ -568,6 +588,39 @@ class TransactionLayer:
             "resend_response": self._resend_response,
             "report_timeout": self._report_timeout,
         }
+        #: (is a client, is an INVITE, reliable transport) → its compiled machine.
+        self._machines: dict[tuple[bool, bool, bool], _Machine] = {}
+        for reliable in (False, True):
+            for client, invite, table in (
+                (True, True, INVITE_CLIENT_TABLE),
+                (True, False, NON_INVITE_CLIENT_TABLE),
+                (False, True, INVITE_SERVER_TABLE),
+                (False, False, NON_INVITE_SERVER_TABLE),
+            ):
+                actions: Mapping[str, _CommonAction] = (
+                    self._client_actions if client else self._server_actions
+                )
+                self._machines[client, invite, reliable] = self._compile(table, actions, reliable)
+
+    def _compile(
+        self, table: Table, actions: Mapping[str, _CommonAction], reliable: bool
+    ) -> _Machine:
+        """Resolve a table's action names once, for one kind of transport: timer starts
+        carry their duration, and the retransmission timers, which never run on a reliable
+        transport (RFC 3261 §17.1.1.2, §17.1.2.2, §17.2.1), are left out there."""
+        machine: _Machine = {}
+        for pair, (next_state, names) in table.items():
+            steps: list[_CommonAction] = []
+            for name in names:
+                kind, _, timer = name.partition("_")
+                if timer in _RETRANSMIT_TIMERS and kind in ("start", "stop") and reliable:
+                    continue
+                if kind == "start" and timer not in _RETRANSMIT_TIMERS:
+                    steps.append(self._fixed_starter(timer, self._durations[reliable][timer]))
+                else:
+                    steps.append(actions[name])
+            machine[pair] = (next_state, tuple(steps))
+        return machine
 
     # -- counts --------------------------------------------------------------------------
 
@@ -601,7 +654,7 @@ class TransactionLayer:
             invite = self._match_ack(request)
             if invite is None:
                 return [RequestReceived(request, source, None)]
-            return self._run_server(invite, "ack", incoming, now)
+            return self._run(invite, "ack", incoming, now)
         key = _server_key(request, request.method)
         transaction = self._servers.get(key)
         if transaction is None:
@@ -609,10 +662,11 @@ class TransactionLayer:
             if request.method == "INVITE" and not _is_rfc3261_branch(request.top_via.branch):
                 ack_key = _rfc2543_ack_key(request)
             transaction = ServerTransaction(key, request, source, ack_key)
+            transaction._machine = self._machines[False, transaction.is_invite, source.reliable]
             self._servers[key] = transaction
             if ack_key is not None:
                 self._rfc2543_acks[ack_key] = transaction
-        return self._run_server(transaction, "request", incoming, now)
+        return self._run(transaction, "request", incoming, now)
 
     def _match_ack(self, ack: Request) -> ServerTransaction | None:
         """The INVITE server transaction an ACK belongs to (§17.2.3), if any."""
@@ -634,7 +688,7 @@ class TransactionLayer:
         transaction = self._clients.get(key)
         if transaction is None:
             return []
-        return self._run_client(transaction, _response_class(response.status), response, now)
+        return self._run(transaction, _response_class(response.status), response, now)
 
     # -- output --------------------------------------------------------------------------
 
@@ -646,30 +700,34 @@ class TransactionLayer:
         *,
         guard: frozenset[str] = frozenset(),
         context: object = None,
+        branch: str | None = None,
     ) -> tuple[ClientTransaction, list[Output]]:
         """Start a client transaction (RFC 3261 §17.1.1, §17.1.2).
 
         The request already carries its top Via with a z9hG4bK branch; it is serialized
-        once here and those bytes are retransmitted. A CANCEL also starts the §9.1 wait
-        on the INVITE it cancels (same branch). Raises ValueError for an ACK (never a
-        transaction of its own: use ``send_stateless``), a branch without the magic
-        cookie, or a branch and method already in use.
+        once here and those bytes are retransmitted. ``branch`` is that Via's branch when
+        the caller wrote the Via itself (it saves reading it back). A CANCEL also starts
+        the §9.1 wait on the INVITE it cancels (same branch). Raises ValueError for an ACK
+        (never a transaction of its own: use ``send_stateless``), a branch without the
+        magic cookie, or a branch and method already in use.
         """
         if request.method == "ACK":
             raise ValueError("an ACK is not a client transaction; use send_stateless")
-        branch = request.top_via.branch
+        if branch is None:
+            branch = request.top_via.branch
         if branch is None or not _is_rfc3261_branch(branch):
             raise ValueError("the top Via needs a branch starting with z9hG4bK")
         key = (branch, request.method)
         if key in self._clients:
             raise ValueError(f"a client transaction {key!r} already exists")
         transaction = ClientTransaction(key, request, destination, guard, context)
+        transaction._machine = self._machines[True, transaction.is_invite, destination.reliable]
         self._clients[key] = transaction
-        outputs = self._run_client(transaction, "send", None, now)
+        outputs = self._run(transaction, "send", None, now)
         if request.method == "CANCEL":
             invite = self._clients.get((branch, "INVITE"))
             if invite is not None:
-                outputs += self._run_client(invite, "cancel_sent", None, now)
+                outputs += self._run(invite, "cancel_sent", None, now)
         return transaction, outputs
 
     def send_response(
@@ -686,8 +744,9 @@ class TransactionLayer:
         accept in its state (a second final, anything after termination) is not sent:
         the result is empty and ``anomalies`` counts it.
         """
-        event = "send_" + _response_class(response.status)
-        return self._run_server(transaction, event, _Outgoing(response, guard), now)
+        status = response.status
+        event = "send_1xx" if status < 200 else "send_2xx" if status < 300 else "send_300-699"
+        return self._run(transaction, event, _Outgoing(response, guard), now)
 
     def send_stateless(
         self,
@@ -717,34 +776,28 @@ class TransactionLayer:
         onto UDP (§13.3.1.4). Starting a key again replaces its retransmission."""
         self.stop_2xx_retransmit(key)
         t1 = self.settings.t1
-        retransmission = _Retransmission(key, send, t1)
-        retransmission.next_send = self._heap.schedule(now + t1, _RetransmitTimer(retransmission))
-        retransmission.give_up = self._heap.schedule(now + 64 * t1, _AckWaitTimer(retransmission))
+        retransmission = _Retransmission(key, send, t1, now + 64 * t1)
+        retransmission.handle = self._heap.schedule(now + t1, retransmission)
         self._retransmissions[key] = retransmission
 
     def stop_2xx_retransmit(self, key: Hashable) -> None:
         """The ACK came (or the TU gave up): stop resending. Unknown keys are ignored."""
         retransmission = self._retransmissions.pop(key, None)
-        if retransmission is not None:
-            self._cancel_retransmission(retransmission)
-
-    def _cancel_retransmission(self, retransmission: _Retransmission) -> None:
-        for handle in (retransmission.next_send, retransmission.give_up):
-            if handle is not None:
-                self._heap.cancel(handle)
+        if retransmission is not None and retransmission.handle is not None:
+            self._heap.cancel(retransmission.handle)
 
     def _retransmit_2xx(self, retransmission: _Retransmission, when: float) -> list[Output]:
         self.retransmissions += 1
         retransmission.interval = min(2 * retransmission.interval, self.settings.t2)
-        retransmission.next_send = self._heap.schedule(
-            when + retransmission.interval, _RetransmitTimer(retransmission)
+        # At 64*T1 the same entry ends the wait; a resend due then comes after it.
+        retransmission.handle = self._heap.schedule(
+            min(when + retransmission.interval, retransmission.give_up_at), retransmission
         )
         return [retransmission.send]
 
     def _ack_wait_over(self, retransmission: _Retransmission) -> list[Output]:
         if self._retransmissions.get(retransmission.key) is retransmission:
             del self._retransmissions[retransmission.key]
-        self._cancel_retransmission(retransmission)
         return [AckTimeout(retransmission.key)]
 
     # -- timers ----------------------------------------------------------------------------
@@ -779,9 +832,7 @@ class TransactionLayer:
     def _transaction_timer_fired(self, timer: _TransactionTimer, when: float) -> list[Output]:
         transaction = timer.transaction
         transaction._timers.pop(timer.name, None)
-        if isinstance(transaction, ClientTransaction):
-            return self._run_client(transaction, timer.name, None, when)
-        return self._run_server(transaction, timer.name, None, when)
+        return self._run(transaction, timer.name, None, when)
 
     def _timer_actions(self) -> dict[str, _CommonAction]:
         """start_/stop_ for every timer, backoff_ for A, E, G and hold_timer_e."""
@@ -791,89 +842,93 @@ class TransactionLayer:
             actions[f"stop_{name}"] = self._stopper(name)
         # §17.1.1.2: Timer A doubles without a cap (Timer B ends it);
         # §17.1.2.2, §17.2.1: E and G double up to T2; E in Proceeding fires every T2.
+        t2 = self.settings.t2
         actions["backoff_timer_a"] = self._rescheduler("timer_a", lambda i: 2 * i)
-        actions["backoff_timer_e"] = self._rescheduler(
-            "timer_e", lambda i: min(2 * i, self.settings.t2)
-        )
-        actions["backoff_timer_g"] = self._rescheduler(
-            "timer_g", lambda i: min(2 * i, self.settings.t2)
-        )
-        actions["hold_timer_e"] = self._rescheduler("timer_e", lambda i: self.settings.t2)
+        actions["backoff_timer_e"] = self._rescheduler("timer_e", lambda i: min(2 * i, t2))
+        actions["backoff_timer_g"] = self._rescheduler("timer_g", lambda i: min(2 * i, t2))
+        actions["hold_timer_e"] = self._rescheduler("timer_e", lambda i: t2)
         return actions
 
     def _starter(self, name: str) -> _CommonAction:
-        def start(transaction: _Transaction, payload: object, now: float) -> list[Output]:
-            if name in _RETRANSMIT_TIMERS:
-                if transaction._reliable:
-                    return []
-                duration = transaction._intervals[name] = self.settings.t1
-            else:
-                duration = self._durations[transaction._reliable][name]
-            if duration <= 0:
-                transaction._expired.append(name)
-            else:
-                self._schedule(transaction, name, now + duration)
-            return []
+        """Start a retransmission timer (A, E, G) at T1; the fixed timers get theirs from
+        ``_fixed_starter`` when a table is compiled."""
+        t1 = self.settings.t1
+
+        def start(
+            transaction: _Transaction, payload: _Payload, now: float, out: list[Output]
+        ) -> None:
+            transaction._interval = t1
+            self._schedule(transaction, name, now + t1)
+
+        return start
+
+    def _fixed_starter(self, name: str, duration: float) -> _CommonAction:
+        """Start a timer of fixed ``duration``; a zero one fires as soon as the current
+        event is done (D, I, J, K on a reliable transport)."""
+        if duration <= 0:
+
+            def expire(
+                transaction: _Transaction, payload: _Payload, now: float, out: list[Output]
+            ) -> None:
+                if transaction._expired is None:
+                    transaction._expired = [name]
+                else:
+                    transaction._expired.append(name)
+
+            return expire
+
+        def start(
+            transaction: _Transaction, payload: _Payload, now: float, out: list[Output]
+        ) -> None:
+            self._schedule(transaction, name, now + duration)
 
         return start
 
     def _stopper(self, name: str) -> _CommonAction:
-        def stop(transaction: _Transaction, payload: object, now: float) -> list[Output]:
+        heap = self._heap
+
+        def stop(
+            transaction: _Transaction, payload: _Payload, now: float, out: list[Output]
+        ) -> None:
             handle = transaction._timers.pop(name, None)
             if handle is not None:
-                self._heap.cancel(handle)
-            return []
+                heap.cancel(handle)
 
         return stop
 
     def _rescheduler(self, name: str, next_interval: Callable[[float], float]) -> _CommonAction:
-        def reschedule(transaction: _Transaction, payload: object, now: float) -> list[Output]:
-            interval = next_interval(transaction._intervals[name])
-            transaction._intervals[name] = interval
+        def reschedule(
+            transaction: _Transaction, payload: _Payload, now: float, out: list[Output]
+        ) -> None:
+            interval = transaction._interval = next_interval(transaction._interval)
             self._schedule(transaction, name, now + interval)
-            return []
 
         return reschedule
 
     def _schedule(self, transaction: _Transaction, name: str, when: float) -> None:
         assert isinstance(transaction, ClientTransaction | ServerTransaction)
-        previous = transaction._timers.get(name)
+        timers = transaction._timers
+        previous = timers.get(name)
         if previous is not None:
             self._heap.cancel(previous)
-        transaction._timers[name] = self._heap.schedule(when, _TransactionTimer(transaction, name))
+        timers[name] = self._heap.schedule(when, _TransactionTimer(transaction, name))
 
-    # -- the machines ----------------------------------------------------------------------
-
-    def _run_client(
-        self, transaction: ClientTransaction, event: str, response: Response | None, now: float
-    ) -> list[Output]:
-        table = INVITE_CLIENT_TABLE if transaction.is_invite else NON_INVITE_CLIENT_TABLE
-        return self._run(transaction, table, self._client_actions, event, response, now)
-
-    def _run_server(
-        self,
-        transaction: ServerTransaction,
-        event: str,
-        payload: _Payload,
-        now: float,
-    ) -> list[Output]:
-        table = INVITE_SERVER_TABLE if transaction.is_invite else NON_INVITE_SERVER_TABLE
-        return self._run(transaction, table, self._server_actions, event, payload, now)
+    # -- the machine -----------------------------------------------------------------------
 
     def _run(
         self,
-        transaction: TransactionT,
-        table: Table,
-        actions: Mapping[str, Callable[[TransactionT, _Payload, float], list[Output]]],
+        transaction: ClientTransaction | ServerTransaction,
         event: str,
         payload: _Payload,
         now: float,
     ) -> list[Output]:
-        """Look the pair up, move to the next state, run its actions in order; then run
-        the zero-length timers those actions started, and forget a terminated machine."""
+        """Look the pair up in the transaction's table, move to the next state, run its
+        actions in order; then run the zero-length timers those actions started, and
+        forget a terminated machine."""
         outputs: list[Output] = []
+        machine = transaction._machine
         while True:
-            row = table.get((transaction.state, event))
+            row = machine.get((transaction.state, event))
             if row is None:
                 self.anomalies += 1
                 _log.debug(
@@ -883,15 +938,16 @@ class TransactionLayer:
                     transaction.state,
                 )
                 return outputs
-            transaction.state, names = row
-            for name in names:
-                outputs += actions[name](transaction, payload, now)
+            transaction.state, steps = row
+            for step in steps:
+                step(transaction, payload, now, outputs)
             if transaction.state == TERMINATED:
                 self._forget(transaction)
                 return outputs
-            if not transaction._expired:
+            expired = transaction._expired
+            if not expired:
                 return outputs
-            event = transaction._expired.pop(0)
+            event = expired.pop(0)
             payload = None
 
     def _forget(self, transaction: ClientTransaction | ServerTransaction) -> None:
@@ -899,7 +955,7 @@ class TransactionLayer:
         for handle in transaction._timers.values():
             self._heap.cancel(handle)
         transaction._timers.clear()
-        transaction._expired.clear()
+        transaction._expired = None
         if isinstance(transaction, ClientTransaction):
             if self._clients.get(transaction.key) is transaction:
                 del self._clients[transaction.key]
@@ -913,66 +969,57 @@ class TransactionLayer:
     # -- actions ---------------------------------------------------------------------------
 
     def _send_request(
-        self, transaction: ClientTransaction, response: _Payload, now: float
-    ) -> list[Output]:
-        return [transaction._request_send]
+        self, transaction: ClientTransaction, payload: _Payload, now: float, out: list[Output]
+    ) -> None:
+        out.append(transaction._request_send)
 
     def _pass_response(
-        self, transaction: ClientTransaction, response: _Payload, now: float
-    ) -> list[Output]:
+        self, transaction: ClientTransaction, response: _Payload, now: float, out: list[Output]
+    ) -> None:
         assert isinstance(response, Response)
-        return [ResponseReceived(response, transaction)]
+        out.append(ResponseReceived(response, transaction))
 
     def _send_ack(
-        self, transaction: ClientTransaction, response: _Payload, now: float
-    ) -> list[Output]:
+        self, transaction: ClientTransaction, response: _Payload, now: float, out: list[Output]
+    ) -> None:
         """§17.1.1.3: built from the first non-2xx final, re-sent for its retransmissions."""
         if transaction._ack is None:
             assert isinstance(response, Response)
             ack = _build_ack(transaction.request, response)
             transaction._ack = Send(ack.to_bytes(), transaction.destination, transaction._guard)
-        return [transaction._ack]
+        out.append(transaction._ack)
 
     def _report_timeout(
-        self, transaction: _Transaction, payload: object, now: float
-    ) -> list[Output]:
+        self, transaction: _Transaction, payload: _Payload, now: float, out: list[Output]
+    ) -> None:
         assert isinstance(transaction, ClientTransaction | ServerTransaction)
-        return [TransactionTimeout(transaction)]
+        out.append(TransactionTimeout(transaction))
 
     def _pass_request(
-        self,
-        transaction: ServerTransaction,
-        payload: _Payload,
-        now: float,
-    ) -> list[Output]:
+        self, transaction: ServerTransaction, payload: _Payload, now: float, out: list[Output]
+    ) -> None:
         assert isinstance(payload, _Incoming)
-        return [RequestReceived(payload.request, payload.source, transaction)]
+        out.append(RequestReceived(payload.request, payload.source, transaction))
 
     def _send_response(
-        self,
-        transaction: ServerTransaction,
-        payload: _Payload,
-        now: float,
-    ) -> list[Output]:
+        self, transaction: ServerTransaction, payload: _Payload, now: float, out: list[Output]
+    ) -> None:
         assert isinstance(payload, _Outgoing)
         send = Send(payload.response.to_bytes(), transaction.response_destination, payload.guard)
         transaction.last_response = payload.response
         transaction._last_send = send
-        return [send]
+        out.append(send)
 
     def _retransmit_request(
-        self, transaction: ClientTransaction, payload: _Payload, now: float
-    ) -> list[Output]:
+        self, transaction: ClientTransaction, payload: _Payload, now: float, out: list[Output]
+    ) -> None:
         self.retransmissions += 1
-        return self._send_request(transaction, payload, now)
+        out.append(transaction._request_send)
 
     def _resend_response(
-        self,
-        transaction: ServerTransaction,
-        payload: _Payload,
-        now: float,
-    ) -> list[Output]:
+        self, transaction: ServerTransaction, payload: _Payload, now: float, out: list[Output]
+    ) -> None:
         if transaction._last_send is None:
-            return []
+            return
         self.retransmissions += 1
-        return [transaction._last_send]
+        out.append(transaction._last_send)
