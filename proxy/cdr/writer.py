@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from proxy.cdr.chain import GENESIS, ms, record_hash
+from proxy.cdr.chain import CANONICAL_PREFIX, GENESIS, ms, record_hash
 from proxy.cdr.record import CALL_RECORD_FIELDS, CallRecord
 from proxy.db import open_database, where_clause
 
@@ -320,11 +320,16 @@ def prepare_records(records: Sequence[CallRecord]) -> list[PreparedRecord]:
     ASCII, where a character count is the byte count; ``link_prepared`` sends any other
     record through ``record_hash``, which also raises for a value with no canonical form.
     Property tests hold the two to the same bytes.
+
+    Each hash starts as a copy of an empty SHA-256 object: with OpenSSL 3 a fresh
+    ``hashlib.sha256()`` sets up its digest context each time, which costs more than
+    hashing a commitment's 60 bytes.
     """
     prepared: list[PreparedRecord] = []
     append = prepared.append
-    sha256 = hashlib.sha256
+    new_hash = _EMPTY_SHA256.copy
     fast_types = _FAST_TYPES
+    tails = _TAILS
     salts = os.urandom(16 * len(records)).hex()
     end = 0
     for record in records:
@@ -343,20 +348,28 @@ def prepare_records(records: Sequence[CallRecord]) -> list[PreparedRecord]:
             ring_at,
             answer_at,
             end_at,
-            disposition,
-            reject_reason,
+            _disposition,
+            _reject_reason,
             sip_status,
             q850_cause,
-            released_by,
-            node,
+            _released_by,
+            _node,
         ) = values
         start, end = end, end + 32
         salt = salts[start:end]
-        caller_commit = sha256(f"{salt}:caller:{caller}".encode()).hexdigest() if caller else None
-        callee_commit = sha256(f"{salt}:callee:{callee}".encode()).hexdigest() if callee else None
-        a_call_id_commit = (
-            sha256(f"{salt}:a_call_id:{a_call_id}".encode()).hexdigest() if a_call_id else None
-        )
+        caller_commit = callee_commit = a_call_id_commit = None
+        if caller:
+            digest = new_hash()
+            digest.update(f"{salt}:caller:{caller}".encode())
+            caller_commit = digest.hexdigest()
+        if callee:
+            digest = new_hash()
+            digest.update(f"{salt}:callee:{callee}".encode())
+            callee_commit = digest.hexdigest()
+        if a_call_id:
+            digest = new_hash()
+            digest.update(f"{salt}:a_call_id:{a_call_id}".encode())
+            a_call_id_commit = digest.hexdigest()
         middle = None
         types = tuple(map(type, values))
         fast = fast_types.get(types)
@@ -364,12 +377,15 @@ def prepare_records(records: Sequence[CallRecord]) -> list[PreparedRecord]:
             fast = _check_fast_types(types)
         if fast and invite_at >= 0 and sip_status >= 0 and (q850_cause is None or q850_cause >= 0):
             # NULL and "" are both "0:,"; the times are non-negative integer milliseconds
-            # (times never decrease, so a non-negative invite_at bounds them all).
+            # (times never decrease, so a non-negative invite_at bounds them all). The exact
+            # types are checked, so equal tails (disposition … node) encode alike.
+            tail_key = values[13:]
+            tail = tails.get(tail_key)
+            if tail is None:
+                tail = _tail_netstrings(tail_key)
             binding_id = binding_id or ""
             direction = direction or ""
             b_call_id = b_call_id or ""
-            reject_reason = reject_reason or ""
-            released_by = released_by or ""
             caller_c = caller_commit or ""
             callee_c = callee_commit or ""
             a_call_id_c = a_call_id_commit or ""
@@ -377,17 +393,13 @@ def prepare_records(records: Sequence[CallRecord]) -> list[PreparedRecord]:
             ring_t = "" if ring_at is None else str(round(ring_at * 1000))
             answer_t = "" if answer_at is None else str(round(answer_at * 1000))
             end_t = str(round(end_at * 1000))
-            status_t = str(sip_status)
-            cause_t = "" if q850_cause is None else str(q850_cause)
             middle = (
                 f"{len(id_)}:{id_},{len(tenant)}:{tenant},{len(binding_id)}:{binding_id},"
                 f"{len(x)}:{x},{len(caller_c)}:{caller_c},{len(callee_c)}:{callee_c},"
                 f"{len(direction)}:{direction},{len(a_call_id_c)}:{a_call_id_c},"
                 f"{len(b_call_id)}:{b_call_id},{len(invite_t)}:{invite_t},"
                 f"{len(ring_t)}:{ring_t},{len(answer_t)}:{answer_t},{len(end_t)}:{end_t},"
-                f"{len(disposition)}:{disposition},{len(reject_reason)}:{reject_reason},"
-                f"{len(status_t)}:{status_t},{len(cause_t)}:{cause_t},"
-                f"{len(released_by)}:{released_by},{len(node)}:{node},"
+                f"{tail}"
             )
             if not middle.isascii():
                 middle = None
@@ -402,18 +414,19 @@ def link_prepared(
     ``head_hash``): each with its ``seq``, ``prev_hash`` and ``hash``."""
     rows: list[tuple[Any, ...]] = []
     append = rows.append
-    sha256 = hashlib.sha256
+    new_hash = _CANONICAL_SHA256.copy
     seq = head_seq
     prev_hash = head_hash
+    # Every hash this loop makes is 64 ASCII characters; only the stored head may not be.
+    prev_ascii = type(prev_hash) is str and prev_hash.isascii()
     for values, salt, caller_commit, callee_commit, a_call_id_commit, middle in prepared:
         seq += 1
-        if middle is not None and type(prev_hash) is str and prev_hash.isascii():
-            seq_t = str(seq)
-            digest = sha256(
-                f"privproxy-cdr-v1\n{len(seq_t)}:{seq_t},{middle}{len(prev_hash)}:{prev_hash},".encode()
-            ).hexdigest()
+        if middle is not None and prev_ascii:
+            digest = new_hash()
+            digest.update(f"{len(str(seq))}:{seq},{middle}{len(prev_hash)}:{prev_hash},".encode())
+            record_digest = digest.hexdigest()
         else:
-            digest = record_hash(
+            record_digest = record_hash(
                 (
                     seq,
                     *values[:4],
@@ -430,20 +443,32 @@ def link_prepared(
                     prev_hash,
                 )
             )
+        # One concatenation: a single allocation, where unpacking goes through a list.
         append(
-            (
-                *values,
-                seq,
-                salt,
-                caller_commit,
-                callee_commit,
-                a_call_id_commit,
-                prev_hash,
-                digest,
-            )
+            values  # noqa: RUF005
+            + (seq, salt, caller_commit, callee_commit, a_call_id_commit, prev_hash, record_digest)
         )
-        prev_hash = digest
+        prev_hash = record_digest
+        prev_ascii = True
     return rows
+
+
+_EMPTY_SHA256: Final = hashlib.sha256()
+_CANONICAL_SHA256: Final = hashlib.sha256(CANONICAL_PREFIX)
+_TAILS: dict[tuple[Any, ...], str] = {}
+"""Canonical netstrings of ``disposition`` … ``node`` by their values: few distinct ones."""
+
+
+def _tail_netstrings(values: tuple[Any, ...]) -> str:
+    """The netstrings of ``disposition``, ``reject_reason``, ``sip_status``,
+    ``q850_cause``, ``released_by``, ``node`` (exact types checked, ints non-negative);
+    remembered."""
+    texts = ("" if value is None else str(value) for value in values)
+    tail = "".join(f"{len(text)}:{text}," for text in texts)
+    if len(_TAILS) >= 4096:
+        _TAILS.clear()
+    _TAILS[values] = tail
+    return tail
 
 
 _REQUIRED: Final = frozenset({"id", "tenant", "x", "caller", "disposition", "node"})
