@@ -70,7 +70,7 @@ class Call:
 
     def handle(self, leg: Leg, event: object, now: float, out: Outputs) -> None:
         """An event from a leg, named by its type and the side it came from."""
-        name = f"{leg.name}_{_EVENT_NAMES[type(event)]}"
+        name = _EVENT_NAMES[leg.name, type(event)]
         if isinstance(event, Relay):
             if (self.state, name) not in TRANSITIONS:
                 # RFC 3261 §14.2: a request while another offer is pending gets 491.
@@ -283,12 +283,17 @@ def _leak(reason: object) -> str | None:
     return "leak_blocked" if reason == "leak" else None
 
 
-_EVENT_NAMES: Final[dict[type, str]] = {
-    Progress: "progress",
-    Answer: "answer",
-    Fail: "fail",
-    Disconnect: "bye",
-    Relay: "relay",
+#: (side, event type) → the event's name in ``TRANSITIONS``.
+_EVENT_NAMES: Final[dict[tuple[str, type], str]] = {
+    (side, event): f"{side}_{name}"
+    for side in ("a", "b")
+    for event, name in (
+        (Progress, "progress"),
+        (Answer, "answer"),
+        (Fail, "fail"),
+        (Disconnect, "bye"),
+        (Relay, "relay"),
+    )
 }
 
 _UNANSWERED: Final = ("calling", "early")

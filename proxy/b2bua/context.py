@@ -92,11 +92,17 @@ class Context:
     settings: B2buaSettings
     layer: TransactionLayer
     ids: Ids
+    #: transport → the Via we write up to its branch value (the same for every request).
+    _via_heads: dict[str, str] = field(init=False, default_factory=dict)
 
-    def via(self, transport: str) -> str:
-        s = self.settings
-        sent_by = f"{s.advertise_host}:{s.advertise_port}"
-        return f"SIP/2.0/{transport.upper()} {sent_by};branch={self.ids.branch()};rport"
+    def via(self, transport: str, branch: str) -> str:
+        """Our Via (RFC 3261 §8.1.1.7, with ``rport``, RFC 3581 §3) for a new branch."""
+        head = self._via_heads.get(transport)
+        if head is None:
+            s = self.settings
+            head = f"SIP/2.0/{transport.upper()} {s.advertise_host}:{s.advertise_port};branch="
+            self._via_heads[transport] = head
+        return f"{head}{branch};rport"
 
     def contact(self, x: str, transport: str) -> str:
         s = self.settings

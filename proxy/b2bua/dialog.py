@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-from dataclasses import dataclass, field
 
 from proxy.sip.address import NameAddress
 from proxy.sip.build import make_request
@@ -17,25 +16,128 @@ from proxy.sip.transaction import Address
 from proxy.sip.uri import SipUri, Uri
 
 
-@dataclass(slots=True)
 class Dialog:
     """RFC 3261 §12.1: Call-ID, tags, URIs, remote target, route set and CSeqs.
 
     ``fallback`` is where requests go when the remote target's host is a name: the pure
     core resolves no names, and a softswitch neighbour is reached over the flow the
     dialog arrived on.
+
+    What every request of the dialog repeats — the From and To values, the next hop — is
+    worked out once and kept until the remote tag, target or route set changes; a UAS
+    dialog writes its URIs only when it first sends a request of its own (most calls
+    never do on the side that hangs up).
     """
 
-    call_id: str
-    local_tag: str
-    remote_tag: str | None
-    local_uri: str
-    remote_uri: str
-    remote_target: Uri
-    fallback: Address
-    route_set: list[str] = field(default_factory=list)
-    local_cseq: int = 0
-    remote_cseq: int | None = None
+    __slots__ = (
+        "_destination",
+        "_from_value",
+        "_local_uri",
+        "_origin",
+        "_remote_tag",
+        "_remote_target",
+        "_remote_uri",
+        "_route_set",
+        "_to_value",
+        "call_id",
+        "fallback",
+        "local_cseq",
+        "local_tag",
+        "remote_cseq",
+    )
+
+    def __init__(
+        self,
+        *,
+        call_id: str,
+        local_tag: str,
+        remote_tag: str | None,
+        local_uri: str | None,
+        remote_uri: str | None,
+        remote_target: Uri,
+        fallback: Address,
+        route_set: list[str] | None = None,
+        local_cseq: int = 0,
+        remote_cseq: int | None = None,
+        origin: Request | None = None,
+    ) -> None:
+        if (local_uri is None or remote_uri is None) and origin is None:
+            raise ValueError("a dialog needs its URIs or the request they come from")
+        self.call_id = call_id
+        self.local_tag = local_tag
+        self._remote_tag = remote_tag
+        self._local_uri = local_uri
+        self._remote_uri = remote_uri
+        self._origin = origin
+        self._remote_target = remote_target
+        self.fallback = fallback
+        self._route_set = route_set if route_set is not None else []
+        self.local_cseq = local_cseq
+        self.remote_cseq = remote_cseq
+        self._from_value: str | None = None
+        self._to_value: str | None = None
+        self._destination: Address | None = None
+
+    # -- what the dialog's requests repeat --------------------------------------------
+
+    @property
+    def local_uri(self) -> str:
+        """Our URI, as a name-addr (``<sip:…>``): the From of our requests."""
+        if self._local_uri is None:
+            assert self._origin is not None
+            self._local_uri = f"<{self._origin.to.uri}>"
+        return self._local_uri
+
+    @property
+    def remote_uri(self) -> str:
+        """The party's URI, as a name-addr: the To of our requests."""
+        if self._remote_uri is None:
+            assert self._origin is not None
+            self._remote_uri = f"<{self._origin.from_.uri}>"
+        return self._remote_uri
+
+    @property
+    def remote_tag(self) -> str | None:
+        return self._remote_tag
+
+    @remote_tag.setter
+    def remote_tag(self, tag: str | None) -> None:
+        self._remote_tag = tag
+        self._to_value = None
+
+    @property
+    def remote_target(self) -> Uri:
+        return self._remote_target
+
+    @remote_target.setter
+    def remote_target(self, target: Uri) -> None:
+        self._remote_target = target
+        self._destination = None
+
+    @property
+    def route_set(self) -> list[str]:
+        """The route set; replace it (``dialog.route_set = [...]``), never edit it in
+        place, so that the next hop is worked out again."""
+        return self._route_set
+
+    @route_set.setter
+    def route_set(self, routes: list[str]) -> None:
+        self._route_set = routes
+        self._destination = None
+
+    def from_value(self) -> str:
+        value = self._from_value
+        if value is None:
+            value = self._from_value = f"{self.local_uri};tag={self.local_tag}"
+        return value
+
+    def to_value(self) -> str:
+        value = self._to_value
+        if value is None:
+            remote_tag = self._remote_tag
+            value = self.remote_uri if remote_tag is None else f"{self.remote_uri};tag={remote_tag}"
+            self._to_value = value
+        return value
 
     def next_cseq(self) -> int:
         self.local_cseq += 1
@@ -43,9 +145,15 @@ class Dialog:
 
     def destination(self) -> Address:
         """Next hop (RFC 3261 §12.2.1.1, §8.1.2): first loose route, else the target."""
-        uri: Uri = self.remote_target
-        if self.route_set:
-            uri = NameAddress.parse(self.route_set[0], "Route").uri
+        destination = self._destination
+        if destination is None:
+            destination = self._destination = self._next_hop()
+        return destination
+
+    def _next_hop(self) -> Address:
+        uri: Uri = self._remote_target
+        if self._route_set:
+            uri = NameAddress.parse(self._route_set[0], "Route").uri
         if isinstance(uri, SipUri):
             host = uri.param("maddr") or uri.host
             if _is_ip_literal(host):
@@ -70,23 +178,19 @@ class Dialog:
         content_type: str | None = None,
     ) -> Request:
         """An in-dialog request (RFC 3261 §12.2.1.1); ``cseq`` is given for ACK/CANCEL."""
-        to = (
-            self.remote_uri
-            if self.remote_tag is None
-            else f"{self.remote_uri};tag={self.remote_tag}"
-        )
-        route_headers = tuple(("Route", route) for route in self.route_set)
+        if self._route_set:
+            headers = tuple(("Route", route) for route in self._route_set) + headers
         return make_request(
             method,
-            str(self.remote_target),
+            str(self._remote_target),
             via=via,
-            from_=f"{self.local_uri};tag={self.local_tag}",
-            to=to,
+            from_=self.from_value(),
+            to=self.to_value(),
             call_id=self.call_id,
             cseq=self.next_cseq() if cseq is None else cseq,
             max_forwards=max_forwards,
             contact=contact,
-            headers=route_headers + headers,
+            headers=headers,
             body=body,
             content_type=content_type,
         )
@@ -111,11 +215,12 @@ def uas_dialog(request: Request, *, local_tag: str, fallback: Address) -> Dialog
         call_id=request.call_id,
         local_tag=local_tag,
         remote_tag=request.from_.tag,
-        local_uri=f"<{request.to.uri}>",
-        remote_uri=f"<{request.from_.uri}>",
+        local_uri=None,
+        remote_uri=None,
+        origin=request,
         remote_target=target,
         fallback=fallback,
-        route_set=[str(rr) for rr in request.record_routes],
+        route_set=[str(rr) for rr in request.record_routes] if request.has("record-route") else [],
         remote_cseq=request.cseq.number,
     )
 

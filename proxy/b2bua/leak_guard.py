@@ -128,7 +128,19 @@ def _parse(number: str, region: str) -> phonenumbers.PhoneNumber | None:
 def _common_digits(number: str, region: str) -> str:
     """The digits every spelling of ``number`` contains (``_spellings(...)[0]``) without
     working out the spellings: the prefilter needs these alone, the spellings are for
-    the rare message that gets past it."""
+    the rare message that gets past it.
+
+    Every call brings new numbers, in E.164 as the core writes them: their NSN is what
+    follows the country code (codes are prefix-free, E.164 §6.2.1), read here without
+    building a ``PhoneNumber``. An NSN with a leading zero (Italy) takes the long way."""
+    digits = number[1:]
+    if number[:1] == "+" and digits.isascii() and digits.isdigit():
+        for size in (1, 2, 3):
+            if int(digits[:size]) in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+                national = digits[size:]
+                if national and national[0] != "0":
+                    return national
+                break
     parsed = _parse(number, region)
     if parsed is None or not parsed.national_number:
         return "".join(c for c in number if "0" <= c <= "9")

@@ -7,7 +7,7 @@ been through ``privacy.extract``: only a ``Payload`` crosses between legs.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from typing import TYPE_CHECKING, Final
 
 from proxy.b2bua.context import Context
@@ -28,7 +28,10 @@ Outputs = list[object]
 def extract(message: Message) -> Payload:
     """The privacy boundary: the part of ``message`` allowed to reach the other leg."""
     body, content_type = relayed_body(message)
-    return Payload(allowed_headers(message), body, content_type)
+    headers = allowed_headers(message)
+    if not headers and content_type is None:
+        return EMPTY
+    return Payload(headers, body, content_type)
 
 
 def reason_phrase(status: int) -> str:
@@ -55,6 +58,7 @@ class Leg:
         #: ACKs we sent for 2xx responses, by CSeq number: a retransmitted 2xx gets its
         #: own ACK again (RFC 3261 §13.2.2.4), not that of a later re-INVITE.
         self.acks: dict[int, Send] = {}
+        self._own_contact: str | None = None
 
     @property
     def transport(self) -> str:
@@ -67,31 +71,48 @@ class Leg:
 
     # -- sending -----------------------------------------------------------------------
 
-    def _send_request(self, request: Request, kind: object, now: float, out: Outputs) -> None:
+    def _send_request(
+        self, request: Request, branch: str, kind: object, now: float, out: Outputs
+    ) -> None:
         assert self.dialog is not None
         _, outputs = self.ctx.layer.send_request(
-            request, self.dialog.destination(), now, guard=self.guard, context=(self, kind)
+            request,
+            self.dialog.destination(),
+            now,
+            guard=self.guard,
+            context=(self, kind),
+            branch=branch,
         )
         out += outputs
 
     def _in_dialog(
         self, method: str, payload: Payload = EMPTY, *, cseq: int | None = None
-    ) -> Request:
-        assert self.dialog is not None
-        contact = (
-            self.ctx.contact(self.call.x or "privproxy", self.transport)
-            if method in ("INVITE", "UPDATE")
-            else None
-        )
-        return self.dialog.request(
+    ) -> tuple[Request, str]:
+        """A request in this leg's dialog and the branch of its Via."""
+        dialog = self.dialog
+        assert dialog is not None
+        contact = self._contact() if method in ("INVITE", "UPDATE") else None
+        branch = self.ctx.ids.branch()
+        request = dialog.request(
             method,
-            via=self.ctx.via(self.dialog.destination().transport),
+            via=self.ctx.via(dialog.destination().transport, branch),
             cseq=cseq,
             contact=contact,
             headers=payload.headers,
             body=payload.body,
             content_type=payload.content_type,
         )
+        return request, branch
+
+    def _contact(self) -> str:
+        """Our Contact on this leg (RFC 3261 §8.1.1.8): X at our address, once X is known."""
+        contact = self._own_contact
+        if contact is None:
+            x = self.call.x
+            contact = self.ctx.contact(x or "privproxy", self.transport)
+            if x is not None:
+                self._own_contact = contact
+        return contact
 
     def stop_ack_wait(self) -> None:
         """Stop retransmitting a 2xx that is still waiting for its ACK."""
@@ -109,12 +130,13 @@ class Leg:
     def hang_up(self, now: float, out: Outputs) -> None:
         """Send BYE on a confirmed dialog (RFC 3261 §15.1.1)."""
         if self.dialog is not None and self.dialog.remote_tag is not None:
-            self._send_request(self._in_dialog("BYE"), "bye", now, out)
+            request, branch = self._in_dialog("BYE")
+            self._send_request(request, branch, "bye", now, out)
 
     def relay(self, event: Relay, now: float, out: Outputs) -> None:
         """Send a request relayed from the other leg in this dialog."""
-        request = self._in_dialog(event.method, event.payload)
-        self._send_request(request, ("relay", event.token), now, out)
+        request, branch = self._in_dialog(event.method, event.payload)
+        self._send_request(request, branch, ("relay", event.token), now, out)
         if event.method == "INVITE":
             self.call.relay_invites[event.token] = request
 
@@ -126,13 +148,21 @@ class Leg:
         if txn is None:
             return
         response = self._response(txn.request, status, payload)
-        out += self.ctx.layer.send_response(txn, response, now, guard=self.guard)
+        sent = self.ctx.layer.send_response(txn, response, now, guard=self.guard)
+        out += sent
         if txn.request.method == "INVITE" and 200 <= status < 300:
             self.awaiting_ack = token
-            send = self.ctx.layer.send_stateless(
-                response, txn.response_destination, guard=self.guard
-            )
+            send = self._written(sent, response, txn)
             self.ctx.layer.start_2xx_retransmit(self._ack_key(token), send, now)
+
+    def _written(self, sent: Sequence[object], response: Response, txn: ServerTransaction) -> Send:
+        """The ``Send`` of a 2xx just sent, whose bytes its retransmissions repeat (RFC 3261
+        §13.3.1.4): serialized once. Should the transaction have refused it, the 2xx is
+        serialized for the retransmissions alone."""
+        for item in sent:
+            if isinstance(item, Send):
+                return item
+        return self.ctx.layer.send_stateless(response, txn.response_destination, guard=self.guard)
 
     def _ack_key(self, token: int) -> Hashable:
         """Key of a 2xx retransmission; ``AckTimeout`` brings it back to the call."""
@@ -141,15 +171,15 @@ class Leg:
     def _response(
         self, request: Request, status: int, payload: Payload = EMPTY, reason: str | None = None
     ) -> Response:
-        headers: tuple[tuple[str, str], ...] = ()
+        headers = payload.headers
         if 100 < status < 300 and request.method in ("INVITE", "UPDATE"):
-            headers = (("Contact", self.ctx.contact(self.call.x or "privproxy", self.transport)),)
+            headers = (("Contact", self._contact()), *headers)
         return make_response(
             request,
             status,
             reason or reason_phrase(status),
             to_tag=self.response_tag,
-            headers=headers + payload.headers,
+            headers=headers,
             body=payload.body,
             content_type=payload.content_type,
         )
@@ -175,7 +205,7 @@ class Leg:
         out: Outputs,
         headers: tuple[tuple[str, str], ...] = (),
     ) -> None:
-        response = self._response(txn.request, status, Payload(headers))
+        response = self._response(txn.request, status, Payload(headers) if headers else EMPTY)
         out += self.ctx.layer.send_response(txn, response, now, guard=self.guard)
 
     def _on_bye(self, txn: ServerTransaction, request: Request, now: float, out: Outputs) -> None:
@@ -237,7 +267,7 @@ class Leg:
     def send_ack(self, invite: Request, payload: Payload, now: float, out: Outputs) -> None:
         """ACK a 2xx we received (RFC 3261 §13.2.2.4): built from the dialog, same CSeq."""
         assert self.dialog is not None
-        ack = self._in_dialog("ACK", payload, cseq=invite.cseq.number)
+        ack, _ = self._in_dialog("ACK", payload, cseq=invite.cseq.number)
         send = self.ctx.layer.send_stateless(ack, self.dialog.destination(), guard=self.guard)
         self.acks[invite.cseq.number] = send
         out.append(send)
@@ -305,10 +335,9 @@ class ALeg(Leg):
         self._ensure_dialog()
         self.final_sent = self.answered = True
         response = self._response(self.invite, 200, event.payload)
-        out += self.ctx.layer.send_response(self.invite_txn, response, now, guard=self.guard)
-        send = self.ctx.layer.send_stateless(
-            response, self.invite_txn.response_destination, guard=self.guard
-        )
+        sent = self.ctx.layer.send_response(self.invite_txn, response, now, guard=self.guard)
+        out += sent
+        send = self._written(sent, response, self.invite_txn)
         self.ctx.layer.start_2xx_retransmit(self._ack_key(0), send, now)
         self.awaiting_ack = 0
 
@@ -347,6 +376,8 @@ class BLeg(Leg):
         self.callee = callee
         self.invite: Request | None = None
         self.invite_txn: ClientTransaction | None = None
+        #: the branch of our INVITE's Via, which its CANCEL repeats
+        self.branch = ""
         self.provisional_seen = False
         self.cancel_pending = False
         self.cancelled = False
@@ -363,6 +394,7 @@ class BLeg(Leg):
         target = f"sip:{dial}@{s.trunk_host}{port}{params}"
         call_id = self.ctx.ids.call_id()
         local_tag = self.ctx.ids.tag()
+        self.branch = self.ctx.ids.branch()
         self.dialog = Dialog(
             call_id=call_id,
             local_tag=local_tag,
@@ -375,9 +407,9 @@ class BLeg(Leg):
         self.invite = make_request(
             "INVITE",
             target,
-            via=self.ctx.via(trunk.transport),
-            from_=f"{self.dialog.local_uri};tag={local_tag}",
-            to=self.dialog.remote_uri,
+            via=self.ctx.via(trunk.transport, self.branch),
+            from_=self.dialog.from_value(),
+            to=self.dialog.to_value(),
             call_id=call_id,
             cseq=self.dialog.next_cseq(),
             max_forwards=max_forwards,
@@ -387,7 +419,7 @@ class BLeg(Leg):
             content_type=payload.content_type,
         )
         self.invite_txn, outputs = self.ctx.layer.send_request(
-            self.invite, trunk, now, guard=self.guard, context=(self, "invite")
+            self.invite, trunk, now, guard=self.guard, context=(self, "invite"), branch=self.branch
         )
         out += outputs
 
@@ -464,9 +496,14 @@ class BLeg(Leg):
     def _send_cancel(self, now: float, out: Outputs) -> None:
         assert self.invite is not None
         self.cancel_pending = False
-        cancel = make_cancel(self.invite)
+        cancel = make_cancel(self.invite)  # its Via is the INVITE's (RFC 3261 §9.1)
         _, outputs = self.ctx.layer.send_request(
-            cancel, self.ctx.settings.trunk, now, guard=self.guard, context=(self, "cancel")
+            cancel,
+            self.ctx.settings.trunk,
+            now,
+            guard=self.guard,
+            context=(self, "cancel"),
+            branch=self.branch,
         )
         out += outputs
 

@@ -42,6 +42,8 @@ LOOPBACK: Final[tuple[IPNetwork, ...]] = (
     ipaddress.ip_network("::1/128"),
 )
 UNTRUSTED_CALLS: Final = ("reject", "drop")
+#: Peer addresses whose verdict ``CallPolicy.may_call`` keeps.
+_PEER_VERDICTS_KEPT: Final = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,6 +265,10 @@ class CallPolicy:
     callers: TokenBuckets = field(init=False)
     dial_pattern: DialPatternGuard = field(init=False)
 
+    #: host → whether it may start calls: a softswitch sends from a handful of addresses,
+    #: and reading an address costs microseconds at every call start.
+    _peer_verdicts: dict[str, bool] = field(init=False, default_factory=dict)
+
     def __post_init__(self) -> None:
         s = self.settings
         self.sources = TokenBuckets(s.source_rate, s.source_burst, max_keys=s.max_tracked)
@@ -272,7 +278,13 @@ class CallPolicy:
         )
 
     def may_call(self, host: str) -> bool:
-        return in_networks(host, self.settings.peers)
+        verdicts = self._peer_verdicts
+        verdict = verdicts.get(host)
+        if verdict is None:
+            if len(verdicts) >= _PEER_VERDICTS_KEPT:
+                verdicts.clear()  # a spoofed-source flood: bounded, and rebuilt cheaply
+            verdict = verdicts[host] = in_networks(host, self.settings.peers)
+        return verdict
 
     def admit_peer(self, host: str, now: float) -> Refusal | None:
         """Before anything of the INVITE is read: the peer may start calls, at this rate."""

@@ -129,14 +129,12 @@ ALLOWED_BODIES: Final[dict[str, Callable[[bytes], bytes]]] = {
 def allowed_headers(source: Message) -> tuple[tuple[str, str], ...]:
     """The allow-listed headers of ``source``, filtered, in their original order."""
     out: list[tuple[str, str]] = []
+    allowed = ALLOWED_HEADERS
     for header in source.headers:
-        rewrite = ALLOWED_HEADERS.get(header.key)
-        if rewrite is None:
-            continue
-        value = rewrite(header.value)
-        if value:
-            out.append((canonical_name(header.key), value))
-    return tuple(out)
+        rewrite = allowed.get(header.key)
+        if rewrite is not None and (rewritten := rewrite(header.value)):
+            out.append((canonical_name(header.key), rewritten))
+    return tuple(out) if out else ()
 
 
 def relayed_body(source: Message) -> tuple[bytes, str | None]:

@@ -11,9 +11,17 @@ from __future__ import annotations
 
 from typing import Final
 
-_DROPPED_PREFIXES: Final = (b"i=", b"u=", b"e=", b"p=", b"a=tool:", b"a=cat:", b"a=keywds:")
-#: The line types of RFC 8866 §5 that may stay (after the rewrites below).
-_KEPT_TYPES: Final = frozenset(b"vosctrzbkma")
+#: Free-text attributes, dropped (RFC 8866 §6.3–6.5).
+_DROPPED_ATTRIBUTES: Final = (b"a=tool:", b"a=cat:", b"a=keywds:")
+#: How each line type of RFC 8866 §5 crosses; a type not listed (``i=``, ``u=``, ``e=``,
+#: ``p=``, anything else) is dropped.
+_KEPT, _ORIGIN, _SESSION_NAME, _ATTRIBUTE = range(4)
+_LINE_TYPES: Final = {
+    **{b"%c=" % kept: _KEPT for kept in b"vctrzbkm"},
+    b"o=": _ORIGIN,
+    b"s=": _SESSION_NAME,
+    b"a=": _ATTRIBUTE,
+}
 
 
 def rewrite_sdp(body: bytes, *, username: bytes = b"-", session_name: bytes = b"-") -> bytes:
@@ -26,16 +34,18 @@ def rewrite_sdp(body: bytes, *, username: bytes = b"-", session_name: bytes = b"
     if not body:
         return body
     out: list[bytes] = []
+    line_types = _LINE_TYPES
     for line in body.splitlines():
-        if len(line) < 2 or line[1:2] != b"=" or line[0] not in _KEPT_TYPES:
-            continue
-        if line.startswith(_DROPPED_PREFIXES):
-            continue
-        if line.startswith(b"o="):
+        kind = line_types.get(line[:2])
+        if kind == _KEPT:
+            out.append(line)
+        elif kind == _ATTRIBUTE:
+            if not line.startswith(_DROPPED_ATTRIBUTES):
+                out.append(line)
+        elif kind == _ORIGIN:
             fields = line[2:].split(b" ")
             fields[0] = username
-            line = b"o=" + b" ".join(fields)
-        elif line.startswith(b"s="):
-            line = b"s=" + session_name
-        out.append(line)
+            out.append(b"o=" + b" ".join(fields))
+        elif kind == _SESSION_NAME:
+            out.append(b"s=" + session_name)
     return b"\r\n".join(out) + b"\r\n" if out else b""
