@@ -35,22 +35,33 @@ _TRYING_COPIES: Final = {**_RESPONSE_COPIES, "timestamp": 5}
 #: Header names as the B2BUA writes them → their keys, so that the usual names skip
 #: ``canonical_key``.
 _KEYS_OF_NAMES: Final = {name: key for key, name in CANONICAL_NAMES.items()}
+#: Keys set from the body arguments only.
+_BODY_KEYS: Final = frozenset({"content-length", "content-type"})
 
 
-def _written(key: str, value: str) -> Header:
-    """A header we write ourselves; CR or LF in a value would inject a header line."""
+def _written(key: str, value: str, name: str | None = None) -> Header:
+    """A header we write ourselves (``name`` when the caller knows it is canonical); CR or
+    LF in a value would inject a header line."""
+    if name is None:
+        name = canonical_name(key)
     if "\r" in value or "\n" in value:
-        raise ValueError(f"CR or LF in the value of {canonical_name(key)}")
-    return _new_header(Header, (key, canonical_name(key), value, None))
+        raise ValueError(f"CR or LF in the value of {name}")
+    return _new_header(Header, (key, name, value, None))
 
 
 def _extra(headers: Iterable[tuple[str, str]]) -> list[Header]:
     written = []
+    keys_of_names = _KEYS_OF_NAMES
     for name, value in headers:
-        key = _KEYS_OF_NAMES.get(name) or canonical_key(name)
-        if key in ("content-length", "content-type"):
+        key = keys_of_names.get(name)
+        if key is None:  # not written the canonical way: write it so
+            key = canonical_key(name)
+            canonical = canonical_name(key)
+        else:
+            canonical = name
+        if key in _BODY_KEYS:
             raise ValueError(f"{name} is set from the body and content_type arguments")
-        written.append(_written(key, value))
+        written.append(_written(key, value, canonical))
     return written
 
 
@@ -60,7 +71,7 @@ def _body_headers(body: bytes, content_type: str | None) -> list[Header]:
     length = _new_header(Header, ("content-length", "Content-Length", str(len(body)), None))
     if content_type is None:
         return [length]
-    return [_written("content-type", content_type), length]
+    return [_written("content-type", content_type, "Content-Type"), length]
 
 
 def _copied(message: Request | Response, key: str) -> list[Header]:
@@ -105,7 +116,7 @@ def make_response(
         except SipError:
             has_tag = True  # a To we cannot parse is echoed as it came
         if not has_tag:
-            to_headers = [_written("to", f"{to_headers[0].value};tag={to_tag}")]
+            to_headers = [_written("to", f"{to_headers[0].value};tag={to_tag}", "To")]
     out = vias + froms + to_headers + call_ids + cseqs + timestamps
     if headers:
         out += _extra(headers)
@@ -140,15 +151,15 @@ def make_request(
     if "\r" in method or "\n" in method:
         raise ValueError("CR or LF in the method")
     out = [
-        _written("via", via),
+        _written("via", via, "Via"),
         _new_header(Header, ("max-forwards", "Max-Forwards", str(max_forwards), None)),
-        _written("from", from_),
-        _written("to", to),
-        _written("call-id", call_id),
+        _written("from", from_, "From"),
+        _written("to", to, "To"),
+        _written("call-id", call_id, "Call-ID"),
         _new_header(Header, ("cseq", "CSeq", f"{cseq} {method}", None)),
     ]
     if contact is not None:
-        out.append(_written("contact", contact))
+        out.append(_written("contact", contact, "Contact"))
     if headers:
         out += _extra(headers)
     out += _body_headers(body, content_type)
