@@ -38,6 +38,7 @@ class Dialog:
         "_remote_target",
         "_remote_uri",
         "_route_set",
+        "_target_text",
         "_to_value",
         "call_id",
         "fallback",
@@ -77,6 +78,7 @@ class Dialog:
         self._from_value: str | None = None
         self._to_value: str | None = None
         self._destination: Address | None = None
+        self._target_text: str | None = None
 
     # -- what the dialog's requests repeat --------------------------------------------
 
@@ -113,6 +115,7 @@ class Dialog:
     def remote_target(self, target: Uri) -> None:
         self._remote_target = target
         self._destination = None
+        self._target_text = None
 
     @property
     def route_set(self) -> list[str]:
@@ -180,9 +183,12 @@ class Dialog:
         """An in-dialog request (RFC 3261 §12.2.1.1); ``cseq`` is given for ACK/CANCEL."""
         if self._route_set:
             headers = tuple(("Route", route) for route in self._route_set) + headers
+        target = self._target_text
+        if target is None:
+            target = self._target_text = str(self._remote_target)
         return make_request(
             method,
-            str(self._remote_target),
+            target,
             via=via,
             from_=self.from_value(),
             to=self.to_value(),

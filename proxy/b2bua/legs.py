@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from proxy.b2bua.call import Call
 
 Outputs = list[object]
+#: A hang-up carries nothing: one event serves every call.
+DISCONNECT: Final = Disconnect()
 
 
 def extract(message: Message) -> Payload:
@@ -211,7 +213,7 @@ class Leg:
     def _on_bye(self, txn: ServerTransaction, request: Request, now: float, out: Outputs) -> None:
         """RFC 3261 §15.1.2: 200 to the BYE, then the call hangs up the other side."""
         self._answer(txn, 200, now, out)
-        self.call.handle(self, Disconnect(), now, out)
+        self.call.handle(self, DISCONNECT, now, out)
 
     def _on_relayed(
         self, txn: ServerTransaction, request: Request, now: float, out: Outputs

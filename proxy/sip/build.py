@@ -117,7 +117,13 @@ def make_response(
             has_tag = True  # a To we cannot parse is echoed as it came
         if not has_tag:
             to_headers = [_written("to", f"{to_headers[0].value};tag={to_tag}", "To")]
-    out = vias + froms + to_headers + call_ids + cseqs + timestamps
+    out = vias
+    out += froms
+    out += to_headers
+    out += call_ids
+    out += cseqs
+    if timestamps:
+        out += timestamps
     if headers:
         out += _extra(headers)
     out += _body_headers(body, content_type)
