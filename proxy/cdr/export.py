@@ -30,6 +30,7 @@ import csv
 import hashlib
 import io
 import json
+import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -39,7 +40,6 @@ from pathlib import Path
 from typing import IO, Any, Final, Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from phonenumbers import COUNTRY_CODE_TO_REGION_CODE
 
 from proxy import audit
 from proxy.cdr.checkpoint import latest_checkpoint, public_key_id
@@ -265,68 +265,20 @@ def _write_jsonl(
 # ── Rendering in SQLite ─────────────────────────────────────────────────────────────────────
 #
 # ``_rows`` with ``_write_csv``/``_write_jsonl`` format each row in Python (~20 µs a row): the
-# reference. ``_LineSql`` has SQLite render each finished line instead (concatenation,
-# strftime, printf, json_quote, the masks), so that Python only writes text out. SQL renders a
-# row only where its text is known to equal the reference's: text and NULL in the text
-# columns, times from 1970 to 9999 whose milliseconds are not a rounding tie, durations that
-# are the schema's ``round(…, 3)`` and not -0.0, integer statuses. For any other row it
-# returns the row's ``seq`` and the reference renders that row. Numbers that are not plain
-# E.164 and Call-IDs holding a run of digits are masked by ``mask_party``/``mask_call_id``
-# themselves, called from SQL. CSV quoting is checked in Python over whole chunks: a chunk
-# with exactly one separator per cell boundary and no quote, CR, LF or NUL inside a cell has
-# no cell to quote; a line that fails goes to the reference. tests/unit/test_cdr_export.py
-# holds both paths to the same bytes.
+# reference. ``_LineSql`` has SQLite render the plain text of each line instead (integers,
+# text cells by concatenation, json_quote in JSON), and ``_masked_lines``/``_unmasked_lines``
+# fill in the cells that need Python, running the reference's own code for them: the masks
+# (``mask_party``, ``mask_call_id``), the times (``round(t * 1000)``, ``iso_ms``) and the
+# durations (``repr``). SQL renders a row's text only where it is known to equal the
+# reference's: no blob in a text column, integer statuses; for any other row it returns the
+# row's ``seq`` and the reference renders that row, as it does a row whose duration is not a
+# float, and a whole chunk in which a value makes the reference's code raise (so that the
+# same error comes first). CSV quoting and formula injection are checked in Python over
+# whole chunks: a chunk with exactly one separator per cell boundary, no quote, CR, LF or
+# NUL inside a cell, and no cell starting like a formula needs no cell quoted or prefixed;
+# a line that fails goes to the reference. tests/unit/test_cdr_export.py holds both paths
+# to the same bytes.
 
-_CSV_FORMULA_CODES: Final = ", ".join(str(ord(c)) for c in sorted(_FORMULA_START))
-
-
-def _codes(size: int) -> str:
-    return ", ".join(
-        f"'{code}'" for code in sorted(COUNTRY_CODE_TO_REGION_CODE) if len(str(code)) == size
-    )
-
-
-# ``mask_party`` of an E.164 number: a country code of 1, 2 or 3 digits (codes are prefix-free)
-# or none, then ``national[:3] + "****" + national[-4:]`` when the national number has 8
-# digits or more; NULL (Python masks it) otherwise. A leading 0 goes to Python as well:
-# ``int("086")`` finds the code 86 there.
-_PARTY_SQL: Final = (
-    "CASE WHEN {v} NOT GLOB '+[1-9][0-9][0-9][0-9]*' OR ltrim(substr({v}, 2), '0123456789') <> ''"
-    " OR instr({v}, char(0)) THEN NULL"
-    " WHEN substr({v}, 2, 1) IN (" + _codes(1) + ")"
-    " THEN iif(length({v}) >= 10, substr({v}, 3, 3) || '****' || substr({v}, -4), NULL)"
-    " WHEN substr({v}, 2, 2) IN (" + _codes(2) + ")"
-    " THEN iif(length({v}) >= 11, substr({v}, 4, 3) || '****' || substr({v}, -4), NULL)"
-    " WHEN substr({v}, 2, 3) IN (" + _codes(3) + ")"
-    " THEN iif(length({v}) >= 12, substr({v}, 5, 3) || '****' || substr({v}, -4), NULL)"
-    " ELSE iif(length({v}) >= 9, substr({v}, 2, 3) || '****' || substr({v}, -4), NULL) END"
-)
-# ``mask_call_id`` changes only runs matching ``_NUMBER_RUN``, each at least 7 characters of
-# ``[0-9 ().-]``: a Call-ID without such a run (nor a NUL, where GLOB stops) stays as it is.
-_CALL_ID_KEPT_SQL: Final = (
-    "instr(a_call_id, char(0)) = 0 AND a_call_id NOT GLOB '*" + "[0-9 ().-]" * 7 + "*'"
-)
-# Within 0.25 ms of a whole millisecond, strftime's own conversion and Python's
-# ``round(t * 1000)`` agree on the millisecond; ties (x.5) and times outside 1970-01-01 …
-# 9999-12-31 go to the reference.
-_TIME_OK_SQL: Final = (
-    "(typeof({v}) = 'real' AND {v} >= 1 AND {v} < 253402300800"
-    " AND abs({v} * 1000 - round({v} * 1000)) < 0.25)"
-)
-_TIME_SQL: Final = "strftime('%Y-%m-%dT%H:%M:%fZ', {v}, 'unixepoch')"
-# ring_s and talk_s are ``round(…, 3)`` (proxy/cdr/schema.py): below 10¹² printf's 15
-# significant digits are the shortest text that reads back, which is Python's repr. printf
-# writes -0.0 (times running backwards) as 0.0, so a zero counts only from a difference ≥ 0.
-_DURATION_OK_SQL: Final = {
-    "ring_s": "(ring_s IS NULL OR (typeof(ring_s) = 'real' AND ring_s > 0 AND ring_s < 1e12)"
-    " OR (typeof(ring_s) = 'real' AND ring_s = 0 AND typeof(ring_at) = 'real'"
-    " AND typeof(coalesce(answer_at, end_at)) = 'real'"
-    " AND coalesce(answer_at, end_at) >= ring_at))",
-    "talk_s": "(talk_s IS NULL OR (typeof(talk_s) = 'real' AND talk_s > 0 AND talk_s < 1e12)"
-    " OR (typeof(talk_s) = 'real' AND talk_s = 0 AND (answer_at IS NULL"
-    " OR (typeof(answer_at) = 'real' AND typeof(end_at) = 'real' AND end_at >= answer_at))))",
-}
-_FREE_TEXT_COLUMNS: Final = frozenset(RECORD_COLUMNS[i] for i in _FREE_TEXT)
 _TIME_COLUMNS: Final = frozenset(RECORD_COLUMNS[i] for i in _TIME_INDEXES)
 _TEXT_COLUMNS: Final = tuple(
     c
@@ -336,107 +288,86 @@ _TEXT_COLUMNS: Final = tuple(
 )
 
 
-def _masked_party(value: str | None) -> str | None:
-    return None if value is None else mask_party(value)
-
-
-def _masked_call_id(value: str | None) -> str | None:
-    return None if value is None else mask_call_id(value)
-
-
-def _mask_call_id_csv(value: str) -> str:
-    return _formula_safe(mask_call_id(value))
-
-
-def _formula_safe(value: str) -> str:
-    return "'" + value if value and value[0] in _FORMULA_START else value
-
-
 class _LineSql:
-    """The ``SELECT`` of one finished line (terminator included) per record, or its ``seq``
-    where the reference must render it."""
+    """The ``SELECT`` that has SQLite render the plain text of each record's line, leaving
+    the *Python cells* (the times, the durations, and in a masked export ``caller``,
+    ``callee`` and ``a_call_id``) to ``_masked_lines``/``_unmasked_lines``.
+
+    Per record it returns the text segments between the Python cells that hold a stored
+    value, and each Python cell's stored value; a segment that is only a separator (and in
+    JSON a key) is the same on every line, so it is kept in ``constants`` instead. The first
+    segment is the record's ``seq`` where SQLite cannot render the record's text cells as
+    the reference does (a blob, a status that is not an integer)."""
 
     def __init__(self, fmt: ExportFormat, unmask: bool) -> None:
         self.csv = fmt == "csv"
         self.unmask = unmask
         self.columns = UNMASKED_COLUMNS if unmask else RECORD_COLUMNS
         self.null = "''" if self.csv else "'null'"
+        python_cells = tuple(
+            c
+            for c in self.columns
+            if c in _TIME_COLUMNS or c in _DURATIONS or (not unmask and c in _MASKED)
+        )
+        self.python_cells = python_cells
+        segments: list[list[str]] = [[]]
+        leads: list[str] = []
+        self.sql_columns: list[str] = []
+        for i, column in enumerate(self.columns):
+            lead = self._lead(i, column)
+            if column in python_cells:
+                if segments[-1]:
+                    segments[-1].append(f"'{lead}'")
+                    leads.append("")
+                else:
+                    leads.append(lead)
+                segments.append([])
+            else:
+                segments[-1] += (f"'{lead}'", self._cell(column))
+                self.sql_columns.append(column)
+        segments[-1].append("char(13, 10)" if self.csv else "'}' || char(10)")
+        self.segments = [" || ".join(pieces) if pieces else "" for pieces in segments]
+        self.constants = leads
+        """Per Python cell, the constant text before it ("" when a segment is fetched)."""
+
+    def _lead(self, index: int, column: str) -> str:
+        """What comes before a cell: the separator, and in JSON the member's key."""
+        if self.csv:
+            return "," if index else ""
+        return f"{'{' if index == 0 else ','}{json.dumps(column)}:"
 
     def select(self, where: str) -> str:
-        return (
-            f"SELECT CASE WHEN {self._row_ok()} THEN {self._line()} ELSE seq END"
-            f" FROM cdrs{where} ORDER BY seq"
-        )
+        fetched = [f"CASE WHEN {self._row_ok()} THEN {self.segments[0]} ELSE seq END"]
+        for cell, segment in zip(self.python_cells, self.segments[1:], strict=True):
+            fetched.append(cell)
+            if segment:
+                fetched.append(segment)
+        return f"SELECT {', '.join(fetched)} FROM cdrs{where} ORDER BY seq"
 
     def _row_ok(self) -> str:
-        kinds = ", ".join(f"typeof({c})" for c in _TEXT_COLUMNS)
+        kinds = ", ".join(f"typeof({c})" for c in self.sql_columns if c in _TEXT_COLUMNS)
         return " AND ".join(
             (
                 f"min({kinds}) <> 'blob'",
-                _TIME_OK_SQL.format(v="invite_at"),
-                _TIME_OK_SQL.format(v="end_at"),
-                f"(ring_at IS NULL OR {_TIME_OK_SQL.format(v='ring_at')})",
-                f"(answer_at IS NULL OR {_TIME_OK_SQL.format(v='answer_at')})",
-                _DURATION_OK_SQL["ring_s"],
-                _DURATION_OK_SQL["talk_s"],
                 "typeof(sip_status) = 'integer'",
                 "typeof(q850_cause) IN ('integer', 'null')",
             )
         )
-
-    def _line(self) -> str:
-        if self.csv:
-            return " || ',' || ".join(self._cell(c) for c in self.columns) + " || char(13, 10)"
-        return (
-            " || ".join(
-                f"'{'{' if i == 0 else ','}{json.dumps(c)}:' || {self._cell(c)}"
-                for i, c in enumerate(self.columns)
-            )
-            + " || '}' || char(10)"
-        )
-
-    def _text(self, expression: str) -> str:
-        return f"coalesce({expression}, '')" if self.csv else f"json_quote({expression})"
 
     def _cell(self, column: str) -> str:
         if column == "seq":
             return "seq"
         if column == "purged":
             return "iif(redaction IS NULL, 'false', 'true')"
-        if column in _TIME_COLUMNS:
-            time_text = _TIME_SQL.format(v=column)
-            if not self.csv:
-                time_text = f"'\"' || {time_text} || '\"'"
-            return f"iif({column} IS NULL, {self.null}, {time_text})"
-        if column in ("ring_s", "talk_s"):
-            return f"iif({column} IS NULL, {self.null}, printf('%!.15g', {column}))"
         if column in ("sip_status", "q850_cause"):
             return f"coalesce({column}, {self.null})"
-        if not self.unmask and column in ("caller", "callee"):
-            # Masked numbers are digits and stars (or a purged token): no formula, no quoting.
-            return self._text(
-                f"coalesce({_PARTY_SQL.format(v=column)}, privproxy_mask_party({column}))"
-            )
-        if not self.unmask and column == "a_call_id":
-            if self.csv:
-                return (
-                    f"(CASE WHEN a_call_id IS NULL THEN ''"
-                    f" WHEN {_CALL_ID_KEPT_SQL} THEN {self._formula_safe('a_call_id')}"
-                    f" ELSE privproxy_mask_call_id_csv(a_call_id) END)"
-                )
-            return self._text(
-                f"iif({_CALL_ID_KEPT_SQL}, a_call_id, privproxy_mask_call_id(a_call_id))"
-            )
-        if self.csv and column in _FREE_TEXT_COLUMNS:
-            return self._formula_safe(column)
-        return self._text(column)
+        # CSV: a cell that needs quoting or starts like a formula sends its line to the
+        # reference (``_csv_plain``).
+        return f"coalesce({column}, '')" if self.csv else f"json_quote({column})"
 
-    @staticmethod
-    def _formula_safe(column: str) -> str:
-        return (
-            f"iif(unicode({column}) IN ({_CSV_FORMULA_CODES}), '''' || {column},"
-            f" coalesce({column}, ''))"
-        )
+
+_MASKED: Final = frozenset({"caller", "callee", "a_call_id"})
+_DURATIONS: Final = frozenset({"ring_s", "talk_s"})
 
 
 def _write_lines_sql(
@@ -447,25 +378,34 @@ def _write_lines_sql(
     unmask: bool,
     progress: Callable[[int], None] | None,
 ) -> None:
-    """Write every selected record as SQLite renders it (see above)."""
-    conn.create_function("privproxy_mask_party", 1, _masked_party, deterministic=True)
-    conn.create_function("privproxy_mask_call_id", 1, _masked_call_id, deterministic=True)
-    conn.create_function("privproxy_mask_call_id_csv", 1, _mask_call_id_csv, deterministic=True)
+    """Write every selected record as ``_LineSql`` and ``_masked_lines`` or
+    ``_unmasked_lines`` render it (see above)."""
     columns = UNMASKED_COLUMNS if unmask else RECORD_COLUMNS
     where, params = selection.where()
-    if fmt == "csv":
+    csv_format = fmt == "csv"
+    if csv_format:
         out.write(",".join(columns) + "\r\n")
     separators = len(columns) - 1
-    cursor = conn.execute(_LineSql(fmt, unmask).select(where), params)
+    line_sql = _LineSql(fmt, unmask)
+    cursor = conn.execute(line_sql.select(where), params)
+    render = _unmasked_lines if unmask else _masked_lines
     write = out.write
     tick = 0
+    cache: dict[int, str] = {}
     while chunk := cursor.fetchmany(_FETCH_ROWS):
-        lines: list[Any] = [line for (line,) in chunk]
+        if len(cache) > 100_000:
+            cache.clear()
+        try:
+            lines = render(chunk, csv_format, line_sql.constants, cache)
+        except (TypeError, ValueError, OverflowError, AttributeError, OSError):
+            # A value the reference cannot write either: the reference renders the whole
+            # chunk, so that the error raised is the one of the first such record.
+            lines = [head if type(head) is int else _seq_of(head, csv_format) for head, *_ in chunk]
         try:
             text = "".join(lines)
         except TypeError:  # a seq in place of a line
             text = None
-        if text is None or (fmt == "csv" and not _csv_plain(text, len(lines), separators)):
+        if text is None or (csv_format and not _csv_plain(text, len(lines), separators)):
             text = "".join(_with_reference_lines(conn, lines, fmt, unmask, separators))
         write(text)
         tick += len(chunk)
@@ -476,15 +416,134 @@ def _write_lines_sql(
         progress(tick)
 
 
+def _masked_lines(
+    chunk: list[Any], csv_format: bool, constants: list[str], cache: dict[int, str]
+) -> list[Any]:
+    """Lines from ``_LineSql`` rows of a masked export: numbers masked by ``mask_party``,
+    the A leg's Call-ID by ``mask_call_id``, times and durations as the reference
+    (``_formatted``) writes them; a row's ``seq`` where the reference must render it."""
+    lines: list[Any] = []
+    append = lines.append
+    _, to_callee, _, _, to_ring, to_answer, to_end, to_ring_s, to_talk_s = constants
+    if csv_format:
+        null = ""
+        quote_open = quote_close = ""
+    else:
+        null = "null"
+        quote_open = quote_close = '"'
+    text: Callable[[str], str] = str if csv_format else _JSON_STRING
+    for (
+        head,
+        caller,
+        callee,
+        to_call_id,
+        call_id,
+        to_invite,
+        invite_at,
+        ring_at,
+        answer_at,
+        end_at,
+        ring_s,
+        talk_s,
+        tail,
+    ) in chunk:
+        if type(head) is int:
+            append(head)
+            continue
+        times = []
+        for t in (invite_at, ring_at, answer_at, end_at):
+            if t is None:
+                times.append(null)
+                continue
+            seconds, rest = divmod(round(t * 1000), 1000)
+            moment = cache.get(seconds)
+            if moment is None:
+                moment = cache[seconds] = iso_ms(seconds * 1000)[:19]
+            times.append(f"{quote_open}{moment}.{rest:03d}Z{quote_close}")
+        durations = []
+        for d in (ring_s, talk_s):
+            if d is None:
+                durations.append(null)
+            elif type(d) is float and (csv_format or d - d == 0):
+                durations.append(repr(d))
+            else:
+                break
+        else:
+            append(
+                f"{head}{text(mask_party(caller))}{to_callee}"
+                f"{null if callee is None else text(mask_party(callee))}{to_call_id}"
+                f"{null if call_id is None else text(mask_call_id(call_id))}{to_invite}"
+                f"{times[0]}{to_ring}{times[1]}{to_answer}{times[2]}{to_end}{times[3]}"
+                f"{to_ring_s}{durations[0]}{to_talk_s}{durations[1]}{tail}"
+            )
+            continue
+        append(_seq_of(head, csv_format))
+    return lines
+
+
+def _seq_of(head: str, csv_format: bool) -> int:
+    """The ``seq`` that starts a line's first segment."""
+    return int(head[: head.index(",")] if csv_format else head[7 : head.index(",")])
+
+
+def _unmasked_lines(
+    chunk: list[Any], csv_format: bool, constants: list[str], cache: dict[int, str]
+) -> list[Any]:
+    """Lines from ``_LineSql`` rows of an unmasked export: as ``_masked_lines``, with every
+    text cell rendered by SQLite."""
+    lines: list[Any] = []
+    append = lines.append
+    _, to_ring, to_answer, to_end, to_ring_s, to_talk_s = constants
+    null = "" if csv_format else "null"
+    quote = "" if csv_format else '"'
+    for head, invite_at, ring_at, answer_at, end_at, ring_s, talk_s, tail in chunk:
+        if type(head) is int:
+            append(head)
+            continue
+        times = []
+        for t in (invite_at, ring_at, answer_at, end_at):
+            if t is None:
+                times.append(null)
+                continue
+            seconds, rest = divmod(round(t * 1000), 1000)
+            moment = cache.get(seconds)
+            if moment is None:
+                moment = cache[seconds] = iso_ms(seconds * 1000)[:19]
+            times.append(f"{quote}{moment}.{rest:03d}Z{quote}")
+        durations = []
+        for d in (ring_s, talk_s):
+            if d is None:
+                durations.append(null)
+            elif type(d) is float and (csv_format or d - d == 0):
+                durations.append(repr(d))
+            else:
+                break
+        else:
+            append(
+                f"{head}{times[0]}{to_ring}{times[1]}{to_answer}{times[2]}{to_end}{times[3]}"
+                f"{to_ring_s}{durations[0]}{to_talk_s}{durations[1]}{tail}"
+            )
+            continue
+        append(_seq_of(head, csv_format))
+    return lines
+
+
 def _csv_plain(text: str, lines: int, separators: int) -> bool:
-    """Whether ``lines`` CSV lines joined in ``text`` hold no cell that needs quoting."""
+    """Whether ``lines`` CSV lines joined in ``text`` hold no cell that needs quoting nor
+    one that starts like a formula (which the reference writes with a leading ``'``)."""
     return (
         text.count(",") == separators * lines
         and text.count("\n") == lines
         and text.count("\r") == lines
         and '"' not in text
         and "\0" not in text
+        and _FORMULA_CELL.search(text) is None
     )
+
+
+# A free-text cell is never a line's first (that is seq), so in a plain text (``_csv_plain``'s
+# counts hold) it starts right after a comma; \r cannot start one there.
+_FORMULA_CELL: Final = re.compile(",[=+\\-@\t']")
 
 
 def _with_reference_lines(
@@ -523,6 +582,8 @@ def _with_reference_lines(
 
 
 _JSON_LINE: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+# What that encoder writes for a string (``ensure_ascii=False``).
+_JSON_STRING: Final[Callable[[str], str]] = json.encoder.encode_basestring
 _FETCH_ROWS: Final = 4096
 _PROGRESS_ROWS: Final = 10_000
 
@@ -595,12 +656,11 @@ def export_records(
 ) -> ExportResult:
     """Write ``out`` and ``out.manifest.json``; see the module docstring.
 
-    ``renderer``: ``"sql"`` has SQLite render the lines, ``"python"`` runs the row-by-row
-    reference; both write the same bytes. ``"auto"`` takes the faster one as measured on
-    benchmarks/cdr.py: SQL for CSV, the reference for JSON Lines (SQLite's json_quote and
-    the 28 key literals cost more there than Python's C JSON encoder)."""
+    ``renderer``: ``"sql"`` has SQLite render the lines' plain text (see "Rendering in
+    SQLite"), ``"python"`` runs the row-by-row reference; both write the same bytes.
+    ``"auto"`` takes the faster one as measured on benchmarks/cdr.py: SQL."""
     if renderer == "auto":
-        renderer = "sql" if fmt == "csv" else "python"
+        renderer = "sql"
     now = time.time() if now is None else now
     audit_seq: int | None = None
     if unmask:
