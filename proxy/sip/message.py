@@ -8,6 +8,7 @@ malformed message is refused before any decision is taken on it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Final, NamedTuple
 
 from proxy.sip.address import CSeq, NameAddress, Via, is_token
@@ -58,8 +59,8 @@ _MANDATORY: Final = ("via", "from", "to", "call-id", "cseq")
 _MANDATORY_SET: Final = frozenset(_MANDATORY)
 _SINGLE: Final = ("from", "to", "call-id", "cseq", "max-forwards", "content-type")
 _FOLD_CHARS: Final = (" ", "\t")
-#: Header names as written (checked tokens) → canonical key; bounded so that a peer
-#: sending random names cannot grow it without limit.
+#: Header names as written (checked tokens) and their colon → canonical key; bounded so
+#: that a peer sending random names cannot grow it without limit.
 _NAME_KEYS: dict[str, str] = {}
 _NAME_CACHE_LIMIT: Final = 1024
 #: Builds a Header without the Python-level NamedTuple constructor (a hot path).
@@ -79,17 +80,21 @@ class Header(NamedTuple):
 class Message:
     """Headers and body shared by requests and responses."""
 
-    # ``headers`` is edited through set/add/remove, which drop the typed values and the
-    # key index (``_keys``, the keys of ``headers`` in order) derived from it. The values
-    # read on every message have a slot each (cheaper than a dict entry); the others
-    # live in ``_cache``.
+    # A parsed message keeps its header lines as they came (``_lines``) with their keys
+    # (``_keys``) and builds the Header records only when ``headers`` is read or edited
+    # (design.md §5): the typed views read the few lines they need straight from
+    # ``_lines``. ``_headers`` is None until then. ``headers`` is edited through
+    # set/add/remove, which drop the typed values and the key index derived from it. The
+    # values read on every message have a slot each (cheaper than a dict entry); the
+    # others live in ``_cache``.
     __slots__ = (
-        "_cache", "_call_id", "_cseq", "_from", "_keys", "_places", "_to", "_top_via", "_vias",
-        "body", "headers",
+        "_cache", "_call_id", "_cseq", "_from", "_headers", "_keys", "_lines", "_places",
+        "_to", "_top_via", "_vias", "body",
     )  # fmt: skip
 
     def __init__(self, headers: list[Header] | None = None, body: bytes = b"") -> None:
-        self.headers: list[Header] = headers if headers is not None else []
+        self._headers: list[Header] | None = headers if headers is not None else []
+        self._lines: Sequence[str] = ()
         self.body = body
         # What _forget() sets, spelled out: one call less per parsed message.
         self._cache: dict[str, object] = {}
@@ -102,11 +107,44 @@ class Message:
         self._cseq: CSeq | None = None
         self._call_id: str | None = None
 
+    @property
+    def headers(self) -> list[Header]:
+        """Every header line in order, as Header records (built on first use)."""
+        headers = self._headers
+        if headers is None:
+            keys = self._keys or []
+            headers = self._headers = [
+                _new_header(Header, (key, name, value.strip(), line))
+                for key, line in zip(keys, self._lines, strict=True)
+                for name, value in [line.split(":", 1)]
+            ]
+            self._lines = ()
+        return headers
+
+    @headers.setter
+    def headers(self, headers: list[Header]) -> None:
+        self._headers = headers
+        self._lines = ()
+        self._forget()
+
+    def _value_at(self, place: int) -> str:
+        """The value of the header line at ``place`` (an index into ``_keys``)."""
+        headers = self._headers
+        if headers is None:
+            return self._lines[place].partition(":")[2].strip()
+        return headers[place][2]
+
     # -- raw header access -------------------------------------------------------------
 
     def get(self, key: str) -> str | None:
         """Value of the first header with this canonical key (lower-case long name)."""
-        for header in self.headers:
+        headers = self._headers
+        if headers is None:
+            keys = self._keys or self._key_index()
+            if key in keys:
+                return self._lines[keys.index(key)].partition(":")[2].strip()
+            return None
+        for header in headers:
             if header.key == key:
                 return header.value
         return None
@@ -114,57 +152,66 @@ class Message:
     def get_all(self, key: str) -> list[str]:
         """Every value of a header, list headers split on commas (RFC 3261 §7.3.1)."""
         values: list[str] = []
-        for header in self.headers:
-            if header.key == key:
+        keys = self._keys or self._key_index()
+        if key not in keys:
+            return values
+        value_at = self._value_at
+        for place, other in enumerate(keys):
+            if other == key:
                 if key in LIST_HEADERS:
-                    values += split_list(header.value)
+                    values += split_list(value_at(place))
                 else:
-                    values.append(header.value)
+                    values.append(value_at(place))
         return values
 
     def has(self, key: str) -> bool:
-        return any(header.key == key for header in self.headers)
+        headers = self._headers
+        if headers is None:
+            return key in (self._keys or self._key_index())
+        return any(header.key == key for header in headers)
 
     def set(self, key: str, value: str) -> None:
         """Replace every header with this key by one, where the first one stood."""
         new = Header(key, canonical_name(key), value, None)
-        for i, header in enumerate(self.headers):
+        headers = self.headers
+        for i, header in enumerate(headers):
             if header.key == key:
-                self.headers[i] = new
-                self.headers[i + 1 :] = [h for h in self.headers[i + 1 :] if h.key != key]
+                headers[i] = new
+                headers[i + 1 :] = [h for h in headers[i + 1 :] if h.key != key]
                 break
         else:
-            self.headers.append(new)
+            headers.append(new)
         self._forget()
 
     def add(self, key: str, value: str, *, first: bool = False) -> None:
         """Add a header line; ``first`` puts it before the others with the same key."""
         new = Header(key, canonical_name(key), value, None)
+        headers = self.headers
         if first:
-            for i, header in enumerate(self.headers):
+            for i, header in enumerate(headers):
                 if header.key == key:
-                    self.headers.insert(i, new)
+                    headers.insert(i, new)
                     break
             else:
-                self.headers.append(new)
+                headers.append(new)
         else:
-            self.headers.append(new)
+            headers.append(new)
         self._forget()
 
     def replace_top_via(self, value: str) -> None:
         """Rewrite the topmost Via value, leaving the others as they were (the server
         transport's ``received``/``rport`` stamp, RFC 3261 §18.2.1, RFC 3581 §4)."""
-        for i, header in enumerate(self.headers):
+        headers = self.headers
+        for i, header in enumerate(headers):
             if header.key == "via":
                 rest = split_list(header.value)[1:]
-                self.headers[i] = Header("via", header.name, ", ".join([value, *rest]), None)
+                headers[i] = Header("via", header.name, ", ".join([value, *rest]), None)
                 self._forget()
                 return
         raise BadRequest("missing Via header")
 
     def remove(self, key: str) -> None:
         self.headers = [h for h in self.headers if h.key != key]
-        self._forget()
 
     def set_body(self, body: bytes, content_type: str | None = None) -> None:
         """Set the body and keep Content-Length (and Content-Type) true to it."""
@@ -214,28 +261,28 @@ class Message:
         keys = self._keys or self._key_index()
         if len(places) != len(keys) and keys.count(key) > 1:
             raise BadRequest(f"more than one {canonical_name(key)} header")
-        return self.headers[place].value
+        return self._value_at(place)
 
     def _values(self, key: str) -> list[str]:
         """Every value of a list header, in order, split on commas (``get_all``)."""
         places = self._places or self._place_index()
         keys = self._keys or self._key_index()
-        headers = self.headers
+        value_at = self._value_at
         if len(places) == len(keys):
             place = places.get(key)
             if place is None:
                 return []
-            value = headers[place].value
+            value = value_at(place)
             return split_list(value) if "," in value else [value.strip()]
         count = keys.count(key)
         if count == 1:
-            value = headers[keys.index(key)].value
+            value = value_at(keys.index(key))
             return split_list(value) if "," in value else [value.strip()]
         values: list[str] = []
         i = -1
         for _ in range(count):
             i = keys.index(key, i + 1)
-            value = headers[i].value
+            value = value_at(i)
             if "," in value:
                 values += split_list(value)
             else:
@@ -246,7 +293,7 @@ class Message:
         places = self._places or self._place_index()
         place = places.get(key)
         if place is not None and len(places) == len(self._keys or self._key_index()):
-            return self.headers[place].value
+            return self._value_at(place)
         value = self._single(key)
         if value is None:
             raise BadRequest(f"missing {canonical_name(key)} header")
@@ -377,8 +424,12 @@ class Message:
 
     def to_bytes(self) -> bytes:
         """Serialize; headers we did not touch come out exactly as they came in."""
+        headers = self._headers
+        if headers is None:
+            text = "\r\n".join([self.start_line(), *self._lines, "\r\n"])
+            return text.encode("utf-8", "surrogateescape") + self.body
         lines = [self.start_line()]
-        for header in self.headers:
+        for header in headers:
             lines.append(header.raw if header.raw is not None else f"{header.name}: {header.value}")
         lines.append("\r\n")
         return "\r\n".join(lines).encode("utf-8", "surrogateescape") + self.body
@@ -411,7 +462,7 @@ class Request(Message):
     def __init__(
         self, method: str, uri: str, headers: list[Header] | None = None, body: bytes = b""
     ) -> None:
-        super().__init__(headers, body)
+        Message.__init__(self, headers, body)
         self.method = method
         self.uri = uri
 
@@ -450,7 +501,7 @@ class Response(Message):
     def __init__(
         self, status: int, reason: str, headers: list[Header] | None = None, body: bytes = b""
     ) -> None:
-        super().__init__(headers, body)
+        Message.__init__(self, headers, body)
         self.status = status
         self.reason = reason
 
@@ -472,51 +523,58 @@ def parse(
     """
     if len(data) > max_size:
         raise MessageTooLarge(f"{len(data)} bytes, limit {max_size}")
-    start = 0
-    while data.startswith(b"\r\n", start):
-        start += 2
-    end = data.find(b"\r\n\r\n", start)
-    if end < 0:
+    while data[:2] == b"\r\n":  # CRLFs before a message (RFC 3261 §7.5)
+        data = data[2:]
+    head, blank_line, rest = data.partition(b"\r\n\r\n")
+    if not blank_line:
         raise BadRequest("no empty line after the headers")
-    head = data[start:end]
     lines = head.decode("utf-8", "surrogateescape").split("\r\n")
-    breaks = len(lines) - 1
-    if breaks > MAX_HEADER_LINES:
+    if len(lines) > MAX_HEADER_LINES + 1:
         raise BadRequest(f"more than {MAX_HEADER_LINES} header lines")
-    if head.count(b"\n") != breaks or head.count(b"\r") != breaks:
+    joined = "".join(lines)
+    if "\r" in joined or "\n" in joined:
         # A bare CR or LF inside a value would become a line break in whatever
         # re-emits it: header injection (RFC 3261 §7.3.1 allows only CRLF).
         raise BadRequest("bare CR or LF in the headers")
     header_lines = lines[1:]
     keys_of = _NAME_KEYS
+    headers: list[Header] | None = None
     try:
         # Fast path: every name seen (and checked to be a token) before, no continuation
-        # line. A continuation line starts with SP/HTAB, so its "name" is never a token;
-        # a line without a colon fails the unpacking. Either falls back to the general
-        # loop, which names the fault or unfolds.
-        headers = [
-            _new_header(Header, (keys_of[name], name, value.strip(), line))
+        # line; the Header records wait until someone asks for them (``headers``). The
+        # table is keyed by name and colon, so a line without a colon (whose partition
+        # has no colon) is never found; a continuation line starts with SP/HTAB, so its
+        # "name" is never a token. Either falls back to the general loop, which names
+        # the fault or unfolds.
+        keys = [
+            keys_of[name + colon]
             for line in header_lines
-            for name, value in [line.split(":", 1)]
+            for name, colon, _ in (line.partition(":"),)
         ]
-    except (KeyError, ValueError):
+    except KeyError:
         headers = _parse_header_lines(header_lines)
-    keys = [header[0] for header in headers]
-    body_start = end + 4
+        keys = [header[0] for header in headers]
     lengths = keys.count("content-length")
     if lengths:
         if lengths > 1:
             raise BadRequest("more than one Content-Length header")
-        content_length = headers[keys.index("content-length")].value
+        place = keys.index("content-length")
+        if headers is None:
+            content_length = header_lines[place].partition(":")[2].strip()
+        else:
+            content_length = headers[place].value
         if not is_digits(content_length):
             raise BadRequest("Content-Length is not a non-negative integer")
         length = int(content_length)
-        if body_start + length > len(data):
+        if length > len(rest):
             raise BadRequest("Content-Length is larger than the body")
-        body = data[body_start : body_start + length]
+        body = rest[:length]
     else:
-        body = b"" if stream else data[body_start:]
+        body = b"" if stream else rest
     message = _start_line(lines[0], headers, body)
+    if headers is None:
+        message._headers = None
+        message._lines = header_lines
     message._keys = keys
     return message
 
@@ -547,7 +605,7 @@ def _parse_header_lines(lines: list[str]) -> list[Header]:
 def _header_key(raw_name: str) -> tuple[str, str]:
     """(canonical key, name as written) of a header name, checked to be a token
     (RFC 3261 §7.3.1, §25.1) and remembered: a peer sends the same few dozen names."""
-    key = _NAME_KEYS.get(raw_name)
+    key = _NAME_KEYS.get(raw_name + ":")
     if key is not None:
         return key, raw_name
     name = raw_name.rstrip(" \t")
@@ -558,11 +616,11 @@ def _header_key(raw_name: str) -> tuple[str, str]:
     # Only names without trailing LWS are remembered: the fast path takes the name as
     # written for Header.name, which is then the same as the stripped one.
     if name == raw_name and len(_NAME_KEYS) < _NAME_CACHE_LIMIT:
-        _NAME_KEYS[raw_name] = key
+        _NAME_KEYS[raw_name + ":"] = key
     return key, name
 
 
-def _start_line(line: str, headers: list[Header], body: bytes) -> Request | Response:
+def _start_line(line: str, headers: list[Header] | None, body: bytes) -> Request | Response:
     """Request-Line or Status-Line (RFC 3261 §7.1, §7.2); single SP separators only."""
     if line.startswith("SIP/"):
         parts = line.split(" ", 2)
