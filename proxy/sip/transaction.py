@@ -855,7 +855,10 @@ class TransactionLayer:
         t1 = self.settings.t1
 
         def start(
-            transaction: _Transaction, payload: _Payload, now: float, out: list[Output]
+            transaction: ClientTransaction | ServerTransaction,
+            payload: _Payload,
+            now: float,
+            out: list[Output],
         ) -> None:
             transaction._interval = t1
             self._schedule(transaction, name, now + t1)
@@ -878,7 +881,10 @@ class TransactionLayer:
             return expire
 
         def start(
-            transaction: _Transaction, payload: _Payload, now: float, out: list[Output]
+            transaction: ClientTransaction | ServerTransaction,
+            payload: _Payload,
+            now: float,
+            out: list[Output],
         ) -> None:
             self._schedule(transaction, name, now + duration)
 
@@ -898,15 +904,19 @@ class TransactionLayer:
 
     def _rescheduler(self, name: str, next_interval: Callable[[float], float]) -> _CommonAction:
         def reschedule(
-            transaction: _Transaction, payload: _Payload, now: float, out: list[Output]
+            transaction: ClientTransaction | ServerTransaction,
+            payload: _Payload,
+            now: float,
+            out: list[Output],
         ) -> None:
             interval = transaction._interval = next_interval(transaction._interval)
             self._schedule(transaction, name, now + interval)
 
         return reschedule
 
-    def _schedule(self, transaction: _Transaction, name: str, when: float) -> None:
-        assert isinstance(transaction, ClientTransaction | ServerTransaction)
+    def _schedule(
+        self, transaction: ClientTransaction | ServerTransaction, name: str, when: float
+    ) -> None:
         timers = transaction._timers
         previous = timers.get(name)
         if previous is not None:
@@ -952,9 +962,11 @@ class TransactionLayer:
 
     def _forget(self, transaction: ClientTransaction | ServerTransaction) -> None:
         """A terminated transaction leaves the tables and its timers the heap."""
-        for handle in transaction._timers.values():
-            self._heap.cancel(handle)
-        transaction._timers.clear()
+        timers = transaction._timers
+        if timers:  # most machines end on their last timer, which left the dict as it fired
+            for handle in timers.values():
+                self._heap.cancel(handle)
+            timers.clear()
         transaction._expired = None
         if isinstance(transaction, ClientTransaction):
             if self._clients.get(transaction.key) is transaction:
