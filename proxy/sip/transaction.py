@@ -308,6 +308,7 @@ class _Transaction:
     """State shared by client and server transactions."""
 
     __slots__ = (
+        "_entry",
         "_expired",
         "_guard",
         "_interval",
@@ -331,7 +332,11 @@ class _Transaction:
         self.is_invite = request.method == "INVITE"
         self._reliable = reliable
         self._guard = guard
-        self._timers: dict[str, TimerHandle[_TimerPayload]] = {}
+        #: running timers: name → (deadline, start order). The heap holds one entry per
+        #: transaction, ``_entry``, at the earliest of them: starting Timers A and B (or E
+        #: and F) and stopping both at the first response costs one heap entry, not two.
+        self._timers: dict[str, tuple[float, int]] = {}
+        self._entry: TimerHandle[_TimerPayload] | None = None
         #: The current interval of the one retransmission timer a machine has (A, E or G).
         self._interval = 0.0
         # Zero-length timers (D, I, J, K on TCP) fire as soon as the current event is done.
@@ -365,6 +370,10 @@ class ClientTransaction(_Transaction):
     def __repr__(self) -> str:
         return f"<ClientTransaction {self.request.method} {self.state}>"
 
+    def fire(self, layer: TransactionLayer, when: float) -> list[Output]:
+        """The heap entry of this transaction's earliest timer is due."""
+        return layer._transaction_due(self, when)
+
 
 class ServerTransaction(_Transaction):
     """A server transaction (RFC 3261 §17.2), keyed per §17.2.3.
@@ -387,6 +396,10 @@ class ServerTransaction(_Transaction):
 
     def __repr__(self) -> str:
         return f"<ServerTransaction {self.request.method} {self.state}>"
+
+    def fire(self, layer: TransactionLayer, when: float) -> list[Output]:
+        """The heap entry of this transaction's earliest timer is due."""
+        return layer._transaction_due(self, when)
 
 
 # -- keys (RFC 3261 §17.1.3, §17.2.3, §9.2) ------------------------------------------
@@ -457,6 +470,16 @@ def _build_ack(request: Request, response: Response) -> Request:
     return Request("ACK", request.uri, headers)
 
 
+def _earliest(timers: dict[str, tuple[float, int]]) -> str | None:
+    """The timer due first (deadline, then start order), None when none runs."""
+    earliest = None
+    first: tuple[float, int] | None = None
+    for name, due in timers.items():
+        if first is None or due < first:
+            earliest, first = name, due
+    return earliest
+
+
 # -- timer payloads ------------------------------------------------------------------
 #
 # Plain slotted classes rather than frozen dataclasses: one or more is made for every
@@ -465,19 +488,6 @@ def _build_ack(request: Request, response: Response) -> Request:
 
 class _TimerPayload(Protocol):
     def fire(self, layer: TransactionLayer, when: float) -> list[Output]: ...
-
-
-class _TransactionTimer:
-    """Timer ``name`` (``timer_a`` … ``timer_cancel``) of one transaction."""
-
-    __slots__ = ("name", "transaction")
-
-    def __init__(self, transaction: ClientTransaction | ServerTransaction, name: str) -> None:
-        self.transaction = transaction
-        self.name = name
-
-    def fire(self, layer: TransactionLayer, when: float) -> list[Output]:
-        return layer._transaction_timer_fired(self, when)
 
 
 class _Retransmission:
@@ -567,6 +577,8 @@ class TransactionLayer:
         self._rfc2543_acks: dict[Hashable, ServerTransaction] = {}
         self._retransmissions: dict[Hashable, _Retransmission] = {}
         self._heap: TimerHeap[_TimerPayload] = TimerHeap()
+        #: timers started so far: the order of a transaction's timers due at one time
+        self._started = 0
         #: Pairs missing from a state table, dropped (see the module docstring).
         self.anomalies = 0
         #: Messages sent again: requests on Timer A/E, responses on Timer G or a
@@ -829,10 +841,22 @@ class TransactionLayer:
             outputs += handle.payload.fire(self, handle.when)
         return outputs
 
-    def _transaction_timer_fired(self, timer: _TransactionTimer, when: float) -> list[Output]:
-        transaction = timer.transaction
-        transaction._timers.pop(timer.name, None)
-        return self._run(transaction, timer.name, None, when)
+    def _transaction_due(
+        self, transaction: ClientTransaction | ServerTransaction, when: float
+    ) -> list[Output]:
+        """Fire the earliest timer of ``transaction`` at its own deadline; ``_run`` arms
+        the entry again for the timers left."""
+        transaction._entry = None
+        timers = transaction._timers
+        earliest = _earliest(timers)
+        if earliest is None:
+            return []
+        deadline = timers[earliest][0]
+        if deadline > when:  # the entry always sits at the earliest deadline; be safe
+            self._arm(transaction)
+            return []
+        del timers[earliest]
+        return self._run(transaction, earliest, None, deadline)
 
     def _timer_actions(self) -> dict[str, _CommonAction]:
         """start_/stop_ for every timer, backoff_ for A, E, G and hold_timer_e."""
@@ -896,9 +920,12 @@ class TransactionLayer:
         def stop(
             transaction: _Transaction, payload: _Payload, now: float, out: list[Output]
         ) -> None:
-            handle = transaction._timers.pop(name, None)
-            if handle is not None:
-                heap.cancel(handle)
+            timer = transaction._timers.pop(name, None)
+            entry = transaction._entry
+            if timer is not None and entry is not None and timer[0] <= entry.when:
+                # It was the earliest: ``_run`` arms the entry for the others, if any.
+                heap.cancel(entry)
+                transaction._entry = None
 
         return stop
 
@@ -917,11 +944,14 @@ class TransactionLayer:
     def _schedule(
         self, transaction: ClientTransaction | ServerTransaction, name: str, when: float
     ) -> None:
-        timers = transaction._timers
-        previous = timers.get(name)
-        if previous is not None:
-            self._heap.cancel(previous)
-        timers[name] = self._heap.schedule(when, _TransactionTimer(transaction, name))
+        """Start (or restart) a timer. The heap entry moves only when this one comes
+        before it, and then at the end of the event (``_run``)."""
+        self._started += 1
+        transaction._timers[name] = (when, self._started)
+        entry = transaction._entry
+        if entry is not None and when < entry.when:
+            self._heap.cancel(entry)
+            transaction._entry = None
 
     # -- the machine -----------------------------------------------------------------------
 
@@ -947,7 +977,7 @@ class TransactionLayer:
                     event,
                     transaction.state,
                 )
-                return outputs
+                break
             transaction.state, steps = row
             for step in steps:
                 step(transaction, payload, now, outputs)
@@ -956,17 +986,27 @@ class TransactionLayer:
                 return outputs
             expired = transaction._expired
             if not expired:
-                return outputs
+                break
             event = expired.pop(0)
             payload = None
+        if transaction._entry is None and transaction._timers:
+            self._arm(transaction)
+        return outputs
+
+    def _arm(self, transaction: ClientTransaction | ServerTransaction) -> None:
+        """Put the transaction's heap entry at its earliest timer."""
+        earliest = _earliest(transaction._timers)
+        assert earliest is not None
+        when = transaction._timers[earliest][0]
+        transaction._entry = self._heap.schedule(when, transaction)
 
     def _forget(self, transaction: ClientTransaction | ServerTransaction) -> None:
         """A terminated transaction leaves the tables and its timers the heap."""
-        timers = transaction._timers
-        if timers:  # most machines end on their last timer, which left the dict as it fired
-            for handle in timers.values():
-                self._heap.cancel(handle)
-            timers.clear()
+        if transaction._entry is not None:
+            self._heap.cancel(transaction._entry)
+            transaction._entry = None
+        if transaction._timers:  # most machines end on their last timer, already gone
+            transaction._timers.clear()
         transaction._expired = None
         if isinstance(transaction, ClientTransaction):
             if self._clients.get(transaction.key) is transaction:
