@@ -1,6 +1,8 @@
 """Typed header values: name-addr/addr-spec, Via and CSeq (RFC 3261 §20, §25.1).
 
-Each is a frozen dataclass with a ``parse`` that raises ``BadRequest`` naming the fault.
+Each is immutable, compared field by field, with a ``parse`` that raises ``BadRequest``
+naming the fault. Via is a frozen dataclass; NameAddress and CSeq, read on every
+message, are typed tuples (as ``uri.SipUri``): one C call builds one.
 """
 
 from __future__ import annotations
@@ -8,19 +10,19 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 from proxy.sip.errors import BadRequest
 from proxy.sip.uri import (
     SIP_URI_PATTERN,
     Params,
+    SipUri,
     Uri,
     forget_parsed_uris,
     is_digits,
     param_value,
     parse_host,
     parse_uri,
-    sip_uri_from_match,
     slot_setter,
     split_checked_params,
 )
@@ -70,9 +72,10 @@ _SIMPLE_PARAMS_TEXT: Final = rf"(?:;{_TOKEN}(?:=[^;\s\"]++)?+)*+"
 #: addr-spec without <>) takes the general parser.
 #: ``[display] <sip-uri> *(;param)``: display a quoted string without escapes or
 #: tokens separated by single spaces (what " ".join(words) gives back unchanged).
+#: A lone ``;tag=`` (From and To) comes out as its value: no splitting left to do.
 _NAME_ADDR: Final = re.compile(
     rf'(?:("[^"\\]*+")[ \t]*+|({_TOKEN}(?: {_TOKEN})*+)[ \t]*+)?'
-    rf"<{SIP_URI_PATTERN}>({_SIMPLE_PARAMS_TEXT})"
+    rf"<{SIP_URI_PATTERN}>(?:;tag=([^;\s\"]++)|({_SIMPLE_PARAMS_TEXT}))"
 )
 #: ``SIP/2.0/transport host[:port] *(;param)`` with a hostname or dotted IPv4 host.
 _VIA: Final = re.compile(
@@ -144,43 +147,62 @@ def parse_header_params(text: str, what: str) -> Params:
         i = j + 1
 
 
-@dataclass(frozen=True, slots=True)
-class NameAddress:
+class NameAddress(NamedTuple):
     """From, To, Contact, Route, P-Asserted-Identity and kin (RFC 3261 §20.10, §20.20).
 
     ``display_name`` is as written (quotes kept); ``params`` are header parameters such
     as ``tag`` — never URI parameters (§20: addr-spec parameters belong to the header).
+    Equal only to another NameAddress, never to a plain tuple with the same items.
     """
 
     uri: Uri
     display_name: str | None = None
     params: Params = ()
 
+    def __eq__(self, other: object) -> bool:
+        return type(other) is NameAddress and tuple.__eq__(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        return not self.__eq__(other)
+
+    def __hash__(self) -> int:
+        return tuple.__hash__(self)
+
     @classmethod
     def parse(cls, text: str, what: str = "address") -> NameAddress:
         address = _PARSED_ADDRESSES.get(text)
-        if address is None:
-            address = cls._parse(text, what)
-            if len(_PARSED_ADDRESSES) >= _PARSED_LIMIT:
-                _PARSED_ADDRESSES.clear()
-            _PARSED_ADDRESSES[text] = address
-        return address
-
-    @classmethod
-    def _parse(cls, text: str, what: str) -> NameAddress:
-        match = _NAME_ADDR.fullmatch(text)
+        if address is not None:
+            return address
+        # The fast path, written out (From and To are parsed on every message):
+        # ``sip_uri_from_match`` and ``split_checked_params`` inlined.
+        match = _NAME_ADDR_MATCH(text)
         if match is not None:
-            quoted, tokens, scheme, user, password, host, port_text, uri_params, params = (
-                match.groups()
-            )
-            uri = sip_uri_from_match(scheme, user, password, host, port_text, uri_params)
-            if uri is not None:
-                address: NameAddress = _new_object(NameAddress)
-                _set_address_uri(address, uri)
-                _set_address_display(address, quoted or tokens)
-                _set_address_params(address, split_checked_params(params) if params else ())
-                return address
-        return cls.parse_general(text, what)
+            (quoted, tokens, scheme, user, password, host, port_text, uri_param,
+             uri_param_value, uri_param_text, tag, param_text) = match.groups()  # fmt: skip
+            port: int | None = None
+            if port_text is not None:
+                port = int(port_text)
+            if port is None or port <= 65535:
+                if uri_param is not None:
+                    uri_params: Params = ((uri_param, uri_param_value),)
+                elif uri_param_text:
+                    uri_params = split_checked_params(uri_param_text)
+                else:
+                    uri_params = ()
+                if tag is not None:
+                    params: Params = (("tag", tag),)
+                elif param_text:
+                    params = split_checked_params(param_text)
+                else:
+                    params = ()
+                uri = _new_tuple(SipUri, (scheme, user, host, port, password, uri_params, ()))
+                address = _new_tuple(NameAddress, (uri, quoted or tokens, params))
+        if address is None:
+            address = cls.parse_general(text, what)
+        if len(_PARSED_ADDRESSES) >= _PARSED_LIMIT:
+            _PARSED_ADDRESSES.clear()
+        _PARSED_ADDRESSES[text] = address
+        return address
 
     @classmethod
     def parse_general(cls, text: str, what: str = "address") -> NameAddress:
@@ -229,7 +251,10 @@ class NameAddress:
     @property
     def tag(self) -> str | None:
         """The dialog tag (RFC 3261 §19.3), or None."""
-        return param_value(self.params, "tag")
+        for name, value in self.params:
+            if name == "tag":
+                return "" if value is None else value
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,35 +366,39 @@ def _validate_received(value: str) -> None:
         raise BadRequest(f"Via received={value!r} is not an IP address") from None
 
 
-@dataclass(frozen=True, slots=True)
-class CSeq:
-    """CSeq: sequence number and method (RFC 3261 §20.16; number < 2**32, §8.1.1.5)."""
+class CSeq(NamedTuple):
+    """CSeq: sequence number and method (RFC 3261 §20.16; number < 2**32, §8.1.1.5).
+    Equal only to another CSeq, never to a plain tuple with the same items."""
 
     number: int
     method: str
 
+    def __eq__(self, other: object) -> bool:
+        return type(other) is CSeq and tuple.__eq__(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        return not self.__eq__(other)
+
+    def __hash__(self) -> int:
+        return tuple.__hash__(self)
+
     @classmethod
     def parse(cls, text: str) -> CSeq:
         cseq = _PARSED_CSEQS.get(text)
-        if cseq is None:
-            cseq = cls._parse(text)
-            if len(_PARSED_CSEQS) >= _PARSED_LIMIT:
-                _PARSED_CSEQS.clear()
-            _PARSED_CSEQS[text] = cseq
-        return cseq
-
-    @classmethod
-    def _parse(cls, text: str) -> CSeq:
-        match = _CSEQ.fullmatch(text)
+        if cseq is not None:
+            return cseq
+        match = _CSEQ_MATCH(text)
         if match is not None:
             digits, method = match.groups()
             number = int(digits)
             if number <= _MAX_CSEQ:
-                cseq: CSeq = _new_object(CSeq)
-                _set_cseq_number(cseq, number)
-                _set_cseq_method(cseq, method)
-                return cseq
-        return cls.parse_general(text)
+                cseq = _new_tuple(CSeq, (number, method))
+        if cseq is None:
+            cseq = cls.parse_general(text)
+        if len(_PARSED_CSEQS) >= _PARSED_LIMIT:
+            _PARSED_CSEQS.clear()
+        _PARSED_CSEQS[text] = cseq
+        return cseq
 
     @classmethod
     def parse_general(cls, text: str) -> CSeq:
@@ -388,16 +417,14 @@ class CSeq:
         return f"{self.number} {self.method}"
 
 
+_NAME_ADDR_MATCH: Final = _NAME_ADDR.fullmatch
+_CSEQ_MATCH: Final = _CSEQ.fullmatch
+_new_tuple = tuple.__new__
 # Building a frozen dataclass through its __init__ costs one object.__setattr__ call
-# per field; the fast paths above set the slots directly instead (same object, same
+# per field; the Via fast path sets the slots directly instead (same object, same
 # equality and hash).
 _new_object = object.__new__
-_set_address_uri = slot_setter(NameAddress, "uri")
-_set_address_display = slot_setter(NameAddress, "display_name")
-_set_address_params = slot_setter(NameAddress, "params")
 _set_via_transport = slot_setter(Via, "transport")
 _set_via_host = slot_setter(Via, "host")
 _set_via_port = slot_setter(Via, "port")
 _set_via_params = slot_setter(Via, "params")
-_set_cseq_number = slot_setter(CSeq, "number")
-_set_cseq_method = slot_setter(CSeq, "method")

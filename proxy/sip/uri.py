@@ -10,7 +10,7 @@ import ipaddress
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 from urllib.parse import unquote
 
 from proxy.sip.errors import BadRequest
@@ -29,19 +29,23 @@ _STRICT_PARAMS: Final = ("user", "ttl", "method", "maddr", "transport")
 
 
 #: The common form of a sip/sips URI, as regex text for the header patterns to embed
-#: (groups: scheme, user, password, host, port, ``;``-led parameters). Every character
+#: (groups: scheme, user, password, host, port, then the parameters: name and value of
+#: a lone lower-case ``;name=value``, else the ``;``-led parameter text). Every character
 #: class is a subset of what the general parser accepts in that place and excludes the
 #: delimiters it splits on first ("@", "?", ";", ">"), so text that matches parses
 #: the same on either path; anything else (IPv6, escapes in the host, URI headers,
 #: upper-case schemes, LWS) takes the general parser. Possessive quantifiers (``++``)
 #: spare the regex engine its backtracking bookkeeping; they can only make the pattern
-#: refuse more, never accept more.
+#: refuse more, never accept more. The lone parameter (``;user=phone``,
+#: ``;transport=udp``) comes out as its two parts, so that no splitting is left to do.
+_URI_PARAM_CHARS: Final = r"[A-Za-z0-9\-_.!~*'()%\[\]/:&+$]"
 SIP_URI_PATTERN: Final = (
     r"(sips?):"
     r"(?:([A-Za-z0-9\-_.!~*'()%&=+$,]++)(?::([A-Za-z0-9\-_.!~*'()%&=+$,]*+))?+@)?"
     r"([A-Za-z0-9\-._]++)"
     r"(?::([0-9]{1,5}+))?+"
-    r"((?:;[A-Za-z0-9\-_.!~*'()%\[\]/:&+$]++(?:=[A-Za-z0-9\-_.!~*'()%\[\]/:&+$]*+)?+)*+)"
+    rf"(?:;([a-z]++)=({_URI_PARAM_CHARS}++)(?![^>])"
+    rf"|((?:;{_URI_PARAM_CHARS}++(?:={_URI_PARAM_CHARS}*+)?+)*+))"
 )
 _SIP_URI: Final = re.compile(SIP_URI_PATTERN)
 
@@ -135,9 +139,14 @@ def parse_host(text: str, what: str) -> tuple[str, int | None]:
     return host, int(port_text)
 
 
-@dataclass(frozen=True, slots=True)
-class SipUri:
-    """A ``sip:`` or ``sips:`` URI (RFC 3261 §19.1.1). Text fields are as written."""
+class SipUri(NamedTuple):
+    """A ``sip:`` or ``sips:`` URI (RFC 3261 §19.1.1). Text fields are as written.
+
+    Immutable and compared field by field, as a frozen dataclass would be, but a tuple:
+    the parser builds one in a single C call (``tuple.__new__``) where a frozen
+    dataclass costs one guarded ``__setattr__`` per field (design.md §5). Equal only to
+    another SipUri, never to a plain tuple with the same items.
+    """
 
     scheme: str
     user: str | None
@@ -146,6 +155,15 @@ class SipUri:
     password: str | None = None
     params: Params = ()
     headers: tuple[tuple[str, str], ...] = ()
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is SipUri and tuple.__eq__(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        return not self.__eq__(other)
+
+    def __hash__(self) -> int:
+        return tuple.__hash__(self)
 
     def __str__(self) -> str:
         out = [self.scheme, ":"]
@@ -201,26 +219,15 @@ class SipUri:
         return mine_h == theirs_h
 
 
-# Building a frozen dataclass through its __init__ costs one object.__setattr__ call
-# per field; the parse hot path sets the slots directly instead (same object, same
-# equality and hash), one slot descriptor per field.
-_new_object = object.__new__
+_new_tuple = tuple.__new__
 
 
 def slot_setter(cls: type, field: str) -> Callable[[Any, Any], None]:
     """The slot descriptor's setter of a frozen ``slots=True`` dataclass field: it sets
-    the field on an instance made by ``object.__new__`` without the frozen guard."""
+    the field on an instance made by ``object.__new__`` without the frozen guard (one
+    call per field instead of ``__init__``'s guarded ``object.__setattr__``)."""
     setter: Callable[[Any, Any], None] = cls.__dict__[field].__set__
     return setter
-
-
-_set_sip_scheme = slot_setter(SipUri, "scheme")
-_set_sip_user = slot_setter(SipUri, "user")
-_set_sip_host = slot_setter(SipUri, "host")
-_set_sip_port = slot_setter(SipUri, "port")
-_set_sip_password = slot_setter(SipUri, "password")
-_set_sip_params = slot_setter(SipUri, "params")
-_set_sip_headers = slot_setter(SipUri, "headers")
 
 
 def sip_uri_from_match(
@@ -229,7 +236,9 @@ def sip_uri_from_match(
     password: str | None,
     host: str,
     port_text: str | None,
-    param_text: str,
+    param_name: str | None,
+    param_value_text: str | None,
+    param_text: str | None,
 ) -> SipUri | None:
     """The SipUri for the groups of ``SIP_URI_PATTERN``; None (take the general parser,
     which names the fault) when the port is above 65535."""
@@ -238,14 +247,13 @@ def sip_uri_from_match(
         port = int(port_text)
         if port > 65535:
             return None
-    uri: SipUri = _new_object(SipUri)
-    _set_sip_scheme(uri, scheme)
-    _set_sip_user(uri, user)
-    _set_sip_host(uri, host)
-    _set_sip_port(uri, port)
-    _set_sip_password(uri, password)
-    _set_sip_params(uri, split_checked_params(param_text) if param_text else ())
-    _set_sip_headers(uri, ())
+    if param_name is not None:
+        params: Params = ((param_name, param_value_text),)
+    elif param_text:
+        params = split_checked_params(param_text)
+    else:
+        params = ()
+    uri: SipUri = _new_tuple(SipUri, (scheme, user, host, port, password, params, ()))
     return uri
 
 
