@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any, Final, Literal
+from typing import Any, BinaryIO, Final, Literal, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -92,6 +92,12 @@ _TIME_INDEXES: Final = (10, 11, 12, 13)
 # Columns whose text may come from outside (peers' Call-IDs, tenant names, numbers).
 _FREE_TEXT: Final = (1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 17, 20, 21)
 _FORMULA_START: Final = frozenset("=+-@\t\r'")
+
+
+class _TextSink(Protocol):
+    """Where an export's text goes (``_HashingFile``)."""
+
+    def write(self, text: str, /) -> int: ...
 
 
 class ExportError(ValueError):
@@ -241,7 +247,7 @@ def _formatted(cursor: sqlite3.Cursor, unmask: bool, for_csv: bool) -> Iterator[
 
 
 def _write_csv(
-    out: IO[str], columns: tuple[str, ...], rows: Iterator[list[Any]]
+    out: _TextSink, columns: tuple[str, ...], rows: Iterator[list[Any]]
 ) -> Iterator[list[Any]]:
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(columns)
@@ -252,7 +258,7 @@ def _write_csv(
 
 
 def _write_jsonl(
-    out: IO[str], columns: tuple[str, ...], rows: Iterator[list[Any]]
+    out: _TextSink, columns: tuple[str, ...], rows: Iterator[list[Any]]
 ) -> Iterator[list[Any]]:
     dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
     write = out.write
@@ -372,7 +378,7 @@ _DURATIONS: Final = frozenset({"ring_s", "talk_s"})
 
 def _write_lines_sql(
     conn: sqlite3.Connection,
-    out: IO[str],
+    out: _TextSink,
     selection: ExportFilter,
     fmt: ExportFormat,
     unmask: bool,
@@ -588,6 +594,40 @@ _FETCH_ROWS: Final = 4096
 _PROGRESS_ROWS: Final = 10_000
 
 
+class _HashingFile:
+    """A text sink writing UTF-8 to a binary file and hashing it on the way, in blocks of
+    about ``_BLOCK_CHARS``: the manifest gets the file's SHA-256 and size without reading
+    the file back."""
+
+    def __init__(self, binary: BinaryIO) -> None:
+        self._binary = binary
+        self._digest = hashlib.sha256()
+        self._pending: list[str] = []
+        self._pending_chars = 0
+        self.size = 0
+
+    def write(self, text: str, /) -> int:
+        self._pending.append(text)
+        self._pending_chars += len(text)
+        if self._pending_chars >= _BLOCK_CHARS:
+            self.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        data = "".join(self._pending).encode()
+        self._pending = []
+        self._pending_chars = 0
+        self._digest.update(data)
+        self._binary.write(data)
+        self.size += len(data)
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()
+
+
+_BLOCK_CHARS: Final = 1 << 20
+
+
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as source:
@@ -620,7 +660,7 @@ def _summary(
 
 
 def _write_lines_python(
-    handle: IO[str],
+    handle: _TextSink,
     columns: tuple[str, ...],
     conn: sqlite3.Connection,
     selection: ExportFilter,
@@ -681,11 +721,13 @@ def export_records(
     conn.execute("BEGIN")
     try:
         count, first_seq, last_seq, first_prev_hash, head_hash = _summary(conn, selection)
-        with out.open("w", encoding="utf-8", newline="") as handle:
+        with out.open("wb") as binary:
+            handle = _HashingFile(binary)
             if renderer == "sql":
                 _write_lines_sql(conn, handle, selection, fmt, unmask, progress)
             else:
                 _write_lines_python(handle, columns, conn, selection, fmt, unmask, progress)
+            handle.flush()
         checkpoint = None if last_seq is None else latest_checkpoint(conn, at_most_seq=last_seq)
     finally:
         conn.execute("COMMIT")
@@ -707,7 +749,7 @@ def export_records(
         "first_prev_hash": first_prev_hash,
         "head_hash": head_hash,
         "contiguous": contiguous,
-        "file": {"name": out.name, "sha256": file_sha256(out), "bytes": out.stat().st_size},
+        "file": {"name": out.name, "sha256": handle.hexdigest(), "bytes": handle.size},
         "checkpoint": None if checkpoint is None else checkpoint.as_json(),
         "unmask": None if audit_seq is None else {"audit_seq": audit_seq, "reason": reason},
         "chain": "proxy/cdr/chain.py: privproxy-cdr-v1, SHA-256 over netstrings",
