@@ -30,8 +30,13 @@ import csv
 import hashlib
 import io
 import json
+import os
+import pickle
 import re
 import sqlite3
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -44,7 +49,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from proxy import audit
 from proxy.cdr.checkpoint import latest_checkpoint, public_key_id
 from proxy.cdr.record import mask_call_id, mask_party
-from proxy.db import transaction
+from proxy.db import connect, transaction
 
 ExportFormat = Literal["csv", "jsonl"]
 MANIFEST_VERSION: Final = 1
@@ -89,6 +94,7 @@ _SELECT: Final = (
     " callee_commit, a_call_id_commit, prev_hash, hash, salt FROM cdrs"
 )
 _TIME_INDEXES: Final = (10, 11, 12, 13)
+_DURATION_INDEXES: Final = (14, 15)
 # Columns whose text may come from outside (peers' Call-IDs, tenant names, numbers).
 _FREE_TEXT: Final = (1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 17, 20, 21)
 _FORMULA_START: Final = frozenset("=+-@\t\r'")
@@ -228,6 +234,11 @@ def _formatted(cursor: sqlite3.Cursor, unmask: bool, for_csv: bool) -> Iterator[
                     if head is None:
                         head = cache[seconds] = iso_ms(seconds * 1000)[:19]
                     values[i] = f"{head}.{rest:03d}Z"
+            for i in _DURATION_INDEXES:
+                # ring_s and talk_s are REAL, but a whole value that went through a sorter
+                # (ORDER BY seq over an index on tenant or time) comes back as an int.
+                if type(values[i]) is int:
+                    values[i] = float(values[i])
             if not unmask:
                 values[5] = mask_party(values[5])
                 if values[6] is not None:
@@ -383,15 +394,19 @@ def _write_lines_sql(
     fmt: ExportFormat,
     unmask: bool,
     progress: Callable[[int], None] | None,
-) -> None:
-    """Write every selected record as ``_LineSql`` and ``_masked_lines`` or
-    ``_unmasked_lines`` render it (see above)."""
+    seqs: tuple[int, int] | None = None,
+) -> int:
+    """Write the lines of the selected records (with ``first <= seq < end`` given
+    ``seqs``) as ``_LineSql`` and ``_masked_lines`` or ``_unmasked_lines`` render them (see
+    above); return how many."""
     columns = UNMASKED_COLUMNS if unmask else RECORD_COLUMNS
     where, params = selection.where()
+    if seqs is not None:
+        where = f"{where}{' AND' if where else ' WHERE'} seq >= ? AND seq < ?"
+        params = [*params, *seqs]
     csv_format = fmt == "csv"
-    if csv_format:
-        out.write(",".join(columns) + "\r\n")
     separators = len(columns) - 1
+    written = 0
     line_sql = _LineSql(fmt, unmask)
     cursor = conn.execute(line_sql.select(where), params)
     render = _unmasked_lines if unmask else _masked_lines
@@ -414,12 +429,14 @@ def _write_lines_sql(
         if text is None or (csv_format and not _csv_plain(text, len(lines), separators)):
             text = "".join(_with_reference_lines(conn, lines, fmt, unmask, separators))
         write(text)
+        written += len(chunk)
         tick += len(chunk)
         if progress is not None and tick >= _PROGRESS_ROWS:
             progress(tick)
             tick = 0
     if progress is not None and tick:
         progress(tick)
+    return written
 
 
 def _masked_lines(
@@ -472,6 +489,8 @@ def _masked_lines(
                 durations.append(null)
             elif type(d) is float and (csv_format or d - d == 0):
                 durations.append(repr(d))
+            elif type(d) is int:  # a whole REAL through a sorter (see ``_formatted``)
+                durations.append(repr(float(d)))
             else:
                 break
         else:
@@ -522,6 +541,8 @@ def _unmasked_lines(
                 durations.append(null)
             elif type(d) is float and (csv_format or d - d == 0):
                 durations.append(repr(d))
+            elif type(d) is int:  # a whole REAL through a sorter (see ``_formatted``)
+                durations.append(repr(float(d)))
             else:
                 break
         else:
@@ -621,8 +642,26 @@ class _HashingFile:
         self._binary.write(data)
         self.size += len(data)
 
+    def write_bytes(self, data: bytes) -> None:
+        """Append UTF-8 ``data`` (after any text written before it)."""
+        self.flush()
+        self._digest.update(data)
+        self._binary.write(data)
+        self.size += len(data)
+
     def hexdigest(self) -> str:
         return self._digest.hexdigest()
+
+
+class _TextParts:
+    """A text sink that keeps what is written, for a worker to send back."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+
+    def write(self, text: str, /) -> int:
+        self.parts.append(text)
+        return len(text)
 
 
 _BLOCK_CHARS: Final = 1 << 20
@@ -680,6 +719,181 @@ def _write_lines_python(
         progress(tick)
 
 
+# ── Rendering in parallel ───────────────────────────────────────────────────────────────────
+#
+# A large SQL-rendered export is cut into seq ranges of about ``_PART_ROWS`` records that
+# worker processes render into part files, each range in a read transaction of its own; this
+# process copies the parts into the export in seq order, hashing as it goes, and keeps its own
+# read transaction open throughout. The workers are fresh interpreters running
+# ``_serve_parts`` (``python -c``), never a copy of the caller's ``__main__`` nor a fork of a
+# process holding SQLite connections. A worker's snapshot may be newer than this process's:
+# appended records are past the export's last seq, so the one change that matters is a
+# retention purge (the only update of stored records), which always adds a
+# ``cdr_redactions`` row. A worker whose snapshot holds other redactions than this process's
+# renders nothing, and this process renders that range itself: the file is always this
+# process's snapshot.
+
+_PARALLEL_MIN_ROWS: Final = 100_000
+_PART_ROWS: Final = 25_000
+_MAX_WORKERS: Final = 8
+_REDACTION_MARK: Final = "SELECT coalesce(max(seq), 0), count(*) FROM cdr_redactions"
+_WORKER_MAIN: Final = "from proxy.cdr.export import _serve_parts; _serve_parts()"
+_WORKER_EXIT_S: Final = 10.0
+
+
+def _default_workers() -> int:
+    return max(1, min(os.cpu_count() or 1, _MAX_WORKERS))
+
+
+def _database_file(conn: sqlite3.Connection) -> str:
+    """The main database's file, "" for an in-memory or temporary one."""
+    for _, name, file in conn.execute("PRAGMA database_list"):
+        if name == "main":
+            return str(file or "")
+    return ""
+
+
+@dataclass(frozen=True, slots=True)
+class _PartTask:
+    db_file: str
+    selection: ExportFilter
+    fmt: ExportFormat
+    unmask: bool
+    seqs: tuple[int, int]
+    mark: tuple[int, int]
+    part: str
+
+
+def _render_part(conn: sqlite3.Connection, task: _PartTask) -> tuple[str, int]:
+    """In a worker: write the lines of the task's records to its part file; ("ok", how
+    many), or ("stale", 0) when this snapshot has other redactions than the exporting one."""
+    conn.execute("BEGIN")
+    try:
+        if tuple(conn.execute(_REDACTION_MARK).fetchone()) != task.mark:
+            return "stale", 0
+        sink = _TextParts()
+        rows = _write_lines_sql(conn, sink, task.selection, task.fmt, task.unmask, None, task.seqs)
+    finally:
+        conn.execute("COMMIT")
+    Path(task.part).write_bytes("".join(sink.parts).encode())
+    return "ok", rows
+
+
+def _serve_parts() -> None:
+    """A worker process: render each ``_PartTask`` pickled on stdin, answer on stdout with
+    ("ok" | "stale", rows) or ("error", the exception); end at end of input."""
+    tasks, answers = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr  # stdout carries answers only
+    connections: dict[str, sqlite3.Connection] = {}
+    while True:
+        try:
+            task: _PartTask = pickle.load(tasks)
+        except EOFError:
+            break
+        answer: tuple[str, object]
+        try:
+            conn = connections.get(task.db_file)
+            if conn is None:
+                conn = connections[task.db_file] = connect(task.db_file)
+            answer = _render_part(conn, task)
+        except Exception as exc:  # handed to the exporting process, which raises it
+            answer = ("error", exc)
+        try:
+            pickle.dump(answer, answers)
+        except (pickle.PicklingError, TypeError, AttributeError):
+            pickle.dump(("error", RuntimeError(repr(answer[1]))), answers)
+        answers.flush()
+    for conn in connections.values():
+        conn.close()
+
+
+def _write_lines_parallel(
+    conn: sqlite3.Connection,
+    db_file: str,
+    out: _HashingFile,
+    out_path: Path,
+    selection: ExportFilter,
+    fmt: ExportFormat,
+    unmask: bool,
+    progress: Callable[[int], None] | None,
+    summary: tuple[int, int, int],
+    workers: int,
+) -> None:
+    """``_write_lines_sql`` over ``summary`` (count, first and last seq) by ``workers``
+    processes (see above)."""
+    count, first_seq, last_seq = summary
+    mark = tuple(conn.execute(_REDACTION_MARK).fetchone())
+    parts = -(-count // _PART_ROWS)
+    step = -(-(last_seq - first_seq + 1) // parts)
+    ranges = [(lo, min(lo + step, last_seq + 1)) for lo in range(first_seq, last_seq + 1, step)]
+    workers = min(workers, len(ranges))
+    env = dict(os.environ)
+    # The workers import this very proxy package, wherever it was imported from.
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, (root, env.get("PYTHONPATH"))))
+    with tempfile.TemporaryDirectory(prefix=f".{out_path.name}.", dir=out_path.parent) as tmp:
+        processes = [
+            subprocess.Popen(
+                [sys.executable, "-c", _WORKER_MAIN],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                env=env,
+            )
+            for _ in range(workers)
+        ]
+        try:
+            tasks = [
+                _PartTask(db_file, selection, fmt, unmask, seqs, mark, f"{tmp}/part{i}")
+                for i, seqs in enumerate(ranges)
+            ]
+            # Part i goes to worker i % workers, two parts ahead per worker: bounded work in
+            # flight, and each answer is read from the worker that has it next.
+            for task_index in range(min(len(tasks), 2 * workers)):
+                _send(processes[task_index % workers], tasks[task_index])
+            written = 0
+            for index, task in enumerate(tasks):
+                worker = processes[index % workers]
+                assert worker.stdout is not None
+                status, result = pickle.load(worker.stdout)
+                if index + 2 * workers < len(tasks):
+                    _send(worker, tasks[index + 2 * workers])
+                if status == "error":
+                    raise result
+                if status == "stale":
+                    rows = _write_lines_sql(conn, out, selection, fmt, unmask, None, task.seqs)
+                else:
+                    part = Path(task.part)
+                    out.write_bytes(part.read_bytes())
+                    part.unlink()
+                    rows = result
+                written += rows
+                if progress is not None and rows:
+                    progress(rows)
+        finally:
+            for process in processes:
+                if process.stdin is not None:
+                    process.stdin.close()
+            for process in processes:
+                try:
+                    process.wait(_WORKER_EXIT_S)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+                if process.stdout is not None:
+                    process.stdout.close()
+    if written != count:
+        raise ExportError(
+            f"{count} records selected but {written} rendered: records changed during the"
+            " export; run it again"
+        )
+
+
+def _send(process: subprocess.Popen[bytes], task: _PartTask) -> None:
+    assert process.stdin is not None
+    pickle.dump(task, process.stdin)
+    process.stdin.flush()
+
+
 def export_records(
     conn: sqlite3.Connection,
     out: Path,
@@ -693,12 +907,18 @@ def export_records(
     signing_key: Ed25519PrivateKey | None = None,
     progress: Callable[[int], None] | None = None,
     renderer: Literal["auto", "sql", "python"] = "auto",
+    workers: int | None = None,
 ) -> ExportResult:
     """Write ``out`` and ``out.manifest.json``; see the module docstring.
 
     ``renderer``: ``"sql"`` has SQLite render the lines' plain text (see "Rendering in
     SQLite"), ``"python"`` runs the row-by-row reference; both write the same bytes.
-    ``"auto"`` takes the faster one as measured on benchmarks/cdr.py: SQL."""
+    ``"auto"`` takes the faster one as measured on benchmarks/cdr.py: SQL.
+
+    ``workers``: processes rendering a SQL export of at least ``_PARALLEL_MIN_ROWS``
+    records from a database file in parallel (see "Rendering in parallel"); by default one
+    per CPU, at most ``_MAX_WORKERS``; 1 renders in this process alone. The bytes written
+    are the same either way."""
     if renderer == "auto":
         renderer = "sql"
     now = time.time() if now is None else now
@@ -721,10 +941,34 @@ def export_records(
     conn.execute("BEGIN")
     try:
         count, first_seq, last_seq, first_prev_hash, head_hash = _summary(conn, selection)
+        workers = _default_workers() if workers is None else workers
+        db_file = _database_file(conn) if workers > 1 else ""
         with out.open("wb") as binary:
             handle = _HashingFile(binary)
             if renderer == "sql":
-                _write_lines_sql(conn, handle, selection, fmt, unmask, progress)
+                if fmt == "csv":
+                    handle.write(",".join(columns) + "\r\n")
+                if (
+                    db_file
+                    and count >= _PARALLEL_MIN_ROWS
+                    and first_seq is not None
+                    and last_seq is not None
+                ):
+                    summary = (count, first_seq, last_seq)
+                    _write_lines_parallel(
+                        conn,
+                        db_file,
+                        handle,
+                        out,
+                        selection,
+                        fmt,
+                        unmask,
+                        progress,
+                        summary,
+                        workers,
+                    )
+                else:
+                    _write_lines_sql(conn, handle, selection, fmt, unmask, progress)
             else:
                 _write_lines_python(handle, columns, conn, selection, fmt, unmask, progress)
             handle.flush()

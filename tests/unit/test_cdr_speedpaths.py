@@ -1,0 +1,183 @@
+"""The fast paths of the CDR writer and exports write what the slow ones do (issue #5):
+exports rendered in parallel worker processes, chunk by chunk, or by the reference are the
+same bytes with the same manifest, and the writer's hashes are ``chain.record_hash``'s."""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from proxy import db
+from proxy.cdr import export
+from proxy.cdr.chain import GENESIS, record_hash
+from proxy.cdr.export import ExportFilter, export_records
+from proxy.cdr.record import CallRecord
+from proxy.cdr.verify import verify_export
+from proxy.cdr.writer import _INSERT, chained_rows
+
+T0 = 1_800_000_000.0
+
+
+def _record(n: int) -> CallRecord:
+    if n % 3 == 2:
+        return CallRecord(
+            id=f"r{n}",
+            tenant="default" if n % 2 else "=cmd",
+            x="700123456789012",
+            caller=f"+86138{n:08d}",
+            invite_at=T0 + n * 0.01,
+            end_at=T0 + n * 0.01,
+            disposition="rejected",
+            reject_reason="no_binding",
+            sip_status=404,
+            node="n1",
+        )
+    return CallRecord(
+        id=f"c{n}",
+        tenant="ride",
+        binding_id=f"b{n % 7}",
+        x="700123456789012",
+        caller=f"+86138{n:08d}",
+        callee=f"+86139{n:08d}",
+        direction="a_to_b",
+        a_call_id=f"138{n:08d}///{n}@softswitch" if n % 5 else 'say "hi", 1',
+        b_call_id=f"{n:032x}@privproxy",
+        invite_at=T0 + n * 0.01,
+        ring_at=T0 + n * 0.01 + 1.5,
+        answer_at=T0 + n * 0.01 + 6.25,
+        end_at=T0 + n * 0.01 + 66.25,
+        disposition="answered",
+        sip_status=200,
+        q850_cause=16,
+        released_by="callee",
+        node="n1",
+    )
+
+
+def _store(path: Path, count: int) -> sqlite3.Connection:
+    conn = db.open_database(path)
+    with db.transaction(conn):
+        conn.executemany(_INSERT, chained_rows([_record(n) for n in range(count)], 0, GENESIS))
+    return conn
+
+
+def _export(
+    conn: sqlite3.Connection, out: Path, fmt: str, renderer: str, workers: int, **options: object
+) -> tuple[bytes, dict[str, object]]:
+    result = export_records(
+        conn,
+        out,
+        fmt=fmt,  # type: ignore[arg-type]
+        now=T0,
+        renderer=renderer,  # type: ignore[arg-type]
+        workers=workers,
+        **options,  # type: ignore[arg-type]
+    )
+    manifest = dict(result.manifest)
+    manifest["file"] = {k: v for k, v in manifest["file"].items() if k != "name"}
+    if manifest["unmask"]:  # each unmasking export is its own audit event
+        manifest["unmask"] = manifest["unmask"]["reason"]
+    return out.read_bytes(), manifest
+
+
+@pytest.fixture
+def small_parts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Parallel rendering from 100 records on, in parts of 37 (uneven on purpose)."""
+    monkeypatch.setattr(export, "_PARALLEL_MIN_ROWS", 100)
+    monkeypatch.setattr(export, "_PART_ROWS", 37)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+@pytest.mark.parametrize("unmask", [False, True])
+def test_parallel_export_is_the_reference_byte_for_byte(
+    tmp_path: Path, small_parts: None, fmt: str, unmask: bool
+) -> None:
+    conn = _store(tmp_path / "cdr.db", 300)
+    options: dict[str, object] = {"unmask": True, "reason": "case 7"} if unmask else {}
+    reference = _export(conn, tmp_path / f"ref.{fmt}", fmt, "python", 1, **options)
+    single = _export(conn, tmp_path / f"one.{fmt}", fmt, "sql", 1, **options)
+    parallel = _export(conn, tmp_path / f"par.{fmt}", fmt, "sql", 3, **options)
+    conn.close()
+    assert single == reference
+    assert parallel == reference
+    # Parts went through worker processes, and nothing of them is left beside the export.
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+    assert verify_export(tmp_path / f"par.{fmt}").ok
+
+
+def test_parallel_export_with_a_filter_and_more_records_than_one_fetch(
+    tmp_path: Path, small_parts: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(export, "_FETCH_ROWS", 16)
+    conn = _store(tmp_path / "cdr.db", 400)
+    selection = ExportFilter(since=T0 + 0.5, until=T0 + 3.5, tenant="ride")
+    for fmt in ("csv", "jsonl"):
+        reference = _export(conn, tmp_path / f"ref.{fmt}", fmt, "python", 1, selection=selection)
+        parallel = _export(conn, tmp_path / f"par.{fmt}", fmt, "sql", 2, selection=selection)
+        assert parallel == reference
+        assert reference[1]["count"] == 200
+        # The index on (tenant, invite_at) and ORDER BY seq put the rows through a sorter,
+        # which hands whole REAL durations back as ints; both write them as floats.
+        assert b",60.0," in reference[0] or b'"talk_s":60.0,' in reference[0]
+    conn.close()
+
+
+def test_parallel_export_raises_the_reference_error_of_the_first_bad_record(
+    tmp_path: Path, small_parts: None
+) -> None:
+    conn = _store(tmp_path / "cdr.db", 200)
+    # A text time cannot be written; nor can a time past the year 9999, later on.
+    conn.execute("UPDATE cdrs SET invite_at = 'abc', sip_status = 'x' WHERE seq = 90")
+    conn.execute("UPDATE cdrs SET end_at = 3e11 WHERE seq = 150")
+    errors = []
+    for renderer, workers in (("python", 1), ("sql", 1), ("sql", 2)):
+        with pytest.raises((TypeError, ValueError)) as caught:
+            _export(conn, tmp_path / f"{renderer}{workers}.csv", "csv", renderer, workers)
+        errors.append(f"{type(caught.value).__name__}: {caught.value}")
+    conn.close()
+    assert errors[1] == errors[0] and errors[2] == errors[0]
+    assert "round" in errors[0]
+
+
+def test_a_worker_snapshot_with_other_redactions_renders_nothing(tmp_path: Path) -> None:
+    conn = _store(tmp_path / "cdr.db", 10)
+    task = export._PartTask(
+        str(tmp_path / "cdr.db"),
+        ExportFilter(),
+        "csv",
+        False,
+        (1, 11),
+        (0, 0),
+        str(tmp_path / "part"),
+    )
+    assert export._render_part(conn, task) == ("ok", 10)
+    stale = dataclasses.replace(task, mark=(3, 1))
+    assert export._render_part(conn, stale) == ("stale", 0)
+    conn.close()
+
+
+def test_formula_cells_and_quoting_found_per_chunk_go_to_the_reference(tmp_path: Path) -> None:
+    conn = _store(tmp_path / "cdr.db", 30)
+    reference = _export(conn, tmp_path / "ref.csv", "csv", "python", 1)
+    rendered = _export(conn, tmp_path / "sql.csv", "csv", "sql", 1)
+    conn.close()
+    assert rendered == reference
+    assert b",'=cmd," in rendered[0] and b'"say ""hi"", 1"' in rendered[0]
+
+
+def test_writer_hashes_equal_record_hash_across_a_batch_and_its_head() -> None:
+    records = [_record(n) for n in range(12)]
+    rows = chained_rows(records, 41, "f" * 64)
+    prev = "f" * 64
+    for row in rows:
+        values = row[:19]
+        seq, _, caller_c, callee_c, call_id_c, prev_hash, digest = row[19:]
+        assert prev_hash == prev
+        times = [None if t is None else round(t * 1000) for t in values[9:13]]
+        chained = [seq, *values[:4], caller_c, callee_c, values[6], call_id_c, values[8]]
+        expected = record_hash([*chained, *times, *values[13:], prev_hash])
+        assert digest == expected
+        prev = digest
