@@ -210,8 +210,9 @@ class Dialog:
         self.remote_tag = response.to.tag
         if response.contacts:
             self.remote_target = response.contacts[0].uri
-        if response.has("record-route"):
-            self.route_set = [str(rr) for rr in reversed(response.record_routes)]
+        record_routes = response.record_routes
+        if record_routes:
+            self.route_set = [str(rr) for rr in reversed(record_routes)]
 
 
 def uas_dialog(request: Request, *, local_tag: str, fallback: Address) -> Dialog:
@@ -226,7 +227,7 @@ def uas_dialog(request: Request, *, local_tag: str, fallback: Address) -> Dialog
         origin=request,
         remote_target=target,
         fallback=fallback,
-        route_set=[str(rr) for rr in request.record_routes] if request.has("record-route") else [],
+        route_set=[str(rr) for rr in request.record_routes],
         remote_cseq=request.cseq.number,
     )
 

@@ -287,15 +287,22 @@ class ALeg(Leg):
         self.local_tag = local_tag
         self.answered = False
         self.final_sent = False
+        #: the INVITE's Record-Route values, which our 18x and 2xx copy (read once)
+        self._record_routes: tuple[tuple[str, str], ...] | None = None
 
     def _response(
         self, request: Request, status: int, payload: Payload = EMPTY, reason: str | None = None
     ) -> Response:
         """RFC 3261 §12.1.1: a response that creates the dialog copies the Record-Route of
         the INVITE, so that A's route set keeps the proxies of its own side."""
-        if request is self.invite and 100 < status < 300 and request.has("record-route"):
-            routes = tuple(("Record-Route", rr) for rr in request.get_all("record-route"))
-            payload = Payload(routes + payload.headers, payload.body, payload.content_type)
+        if request is self.invite and 100 < status < 300:
+            routes = self._record_routes
+            if routes is None:
+                routes = self._record_routes = tuple(
+                    ("Record-Route", rr) for rr in request.get_all("record-route")
+                )
+            if routes:
+                payload = Payload(routes + payload.headers, payload.body, payload.content_type)
         return super()._response(request, status, payload, reason)
 
     @property
