@@ -6,6 +6,12 @@ thread with its own connection drains the queue and commits with ``executemany``
 comes first. In WAL mode a crash loses at most the batch not yet committed and never
 damages committed rows.
 
+A second thread with its own connection copies committed WAL frames into the database file
+after each commit (a PASSIVE checkpoint, which neither waits for nor blocks the writer or
+readers): the writer's connection does not stop its commits to checkpoint and fsync, and
+only checkpoints itself if the WAL ever grows past ``_OWN_CHECKPOINT_PAGES``. Checkpoints
+move committed data only; a crash at any point keeps every committed transaction.
+
 The hash chain (``proxy.cdr.chain``) is computed here, at commit time, inside the write
 transaction that also reads the current head: ``seq`` order is chain order, and the call path
 never waits for a hash.
@@ -32,7 +38,7 @@ from typing import Any, Final
 
 from proxy.cdr.chain import CANONICAL_PREFIX, GENESIS, ms, record_hash
 from proxy.cdr.record import CALL_RECORD_FIELDS, CallRecord
-from proxy.db import open_database, where_clause
+from proxy.db import connect, open_database, where_clause
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +57,8 @@ _INSERT: Final = (
 )
 _HEAD: Final = "SELECT seq, hash FROM cdrs ORDER BY seq DESC LIMIT 1"
 _SELECT: Final = f"SELECT {', '.join(CALL_RECORD_FIELDS)} FROM cdrs"
+_OWN_CHECKPOINT_PAGES: Final = 10_000
+_CHECKPOINTER_EXIT_S: Final = 10.0
 _RETRY_FIRST_S: Final = 0.05
 _RETRY_MAX_S: Final = 2.0
 
@@ -113,6 +121,10 @@ class CdrWriter:
         """Failed commit attempts, each retried."""
         self.batches = 0
         """Transactions committed."""
+        self.checkpoints = 0
+        """WAL checkpoints run by the checkpoint thread."""
+        self._wal_grown = threading.Event()
+        self._checkpointer_stop = False
         self._progress = threading.Condition()
 
     @property
@@ -176,8 +188,39 @@ class CdrWriter:
             self._ready.set()
             return
         self._ready.set()
+        checkpointer = threading.Thread(
+            target=self._checkpoint_loop, name="cdr-checkpoint", daemon=True
+        )
         try:
+            conn.execute(f"PRAGMA wal_autocheckpoint = {_OWN_CHECKPOINT_PAGES}")
+            checkpointer.start()
             self._drain(conn)
+        finally:
+            self._checkpointer_stop = True
+            self._wal_grown.set()
+            if checkpointer.is_alive():
+                checkpointer.join(_CHECKPOINTER_EXIT_S)
+            conn.close()
+
+    def _checkpoint_loop(self) -> None:
+        """After each commit, copy the committed WAL frames into the database file; once
+        more after the writer stops."""
+        try:
+            conn = connect(self.db_path)
+        except sqlite3.Error:
+            log.exception("CDR checkpoint thread cannot open the database; the writer checkpoints")
+            return
+        try:
+            while True:
+                self._wal_grown.wait()
+                self._wal_grown.clear()
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    self.checkpoints += 1
+                except sqlite3.Error:
+                    log.exception("CDR checkpoint failed; the next commit retries it")
+                if self._checkpointer_stop:
+                    return
         finally:
             conn.close()
 
@@ -242,6 +285,7 @@ class CdrWriter:
             return
 
     def _count_written(self, rows: int) -> None:
+        self._wal_grown.set()
         with self._progress:
             self.written += rows
             self.batches += 1

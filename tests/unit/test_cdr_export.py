@@ -324,7 +324,7 @@ def test_sql_export_of_writer_records_verifies(tmp_path: Path) -> None:
     conn = _store(tmp_path / "cdr.db", batch)
     for fmt in ("csv", "jsonl"):
         out = tmp_path / f"export.{fmt}"
-        result = export_records(conn, out, fmt=fmt, now=T0)  # type: ignore[arg-type]
+        result = export_records(conn, out, fmt=fmt, now=T0)
         assert result.manifest["count"] == 50 and result.manifest["contiguous"]
         report = verify_export(out)
         assert report.ok, report.problems

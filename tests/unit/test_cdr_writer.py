@@ -167,7 +167,7 @@ def test_unanswered_and_unrung_durations() -> None:
 )
 def test_inconsistent_records_are_refused(changes: dict[str, object]) -> None:
     with pytest.raises(ValueError):
-        answered(**changes)
+        answered(0, **changes)
 
 
 def test_masked_hides_real_numbers_only() -> None:
@@ -249,6 +249,26 @@ def test_close_commits_what_is_queued_and_refuses_more(db_path: Path) -> None:
     assert len(read_records(db_path)) == 10
     with pytest.raises(RuntimeError):
         cdr_writer.submit(answered(11))
+
+
+def test_a_checkpoint_thread_copies_commits_into_the_database_file(db_path: Path) -> None:
+    cdr_writer = CdrWriter(db_path, batch_rows=20, batch_ms=3_600_000)
+    cdr_writer.start()
+    # A reader keeps the WAL file in place after the writer's connections close.
+    reader = db.connect(db_path)
+    reader.execute("SELECT count(*) FROM cdrs").fetchone()
+    for n in range(100):
+        cdr_writer.submit(answered(n))
+    assert cdr_writer.close(timeout=10)
+    assert cdr_writer.batches == 5
+    # Closing stops the checkpoint thread after one last checkpoint: nothing committed is
+    # left only in the WAL.
+    assert cdr_writer.checkpoints >= 1
+    busy, wal_frames, copied = reader.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    # 100 records are far below the 1,000 pages at which SQLite checkpoints on its own.
+    assert busy == 0 and copied == wal_frames > 0
+    reader.close()
+    assert len(read_records(db_path, limit=1000)) == 100
 
 
 def test_records_submitted_before_start_are_written(db_path: Path) -> None:
