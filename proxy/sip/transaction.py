@@ -35,6 +35,7 @@ Choices the RFC leaves open, made here:
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Protocol, TypeAlias
@@ -267,6 +268,15 @@ NON_INVITE_SERVER_TABLE: Final[Table] = {
     ("completed", "request"): ("completed", ("resend_response",)),
     ("completed", "timer_j"): (TERMINATED, ()),
 }
+
+#: Timers that only keep a finished machine around to absorb retransmissions (RFC 3261
+#: §17.1.1.2 D, §17.1.2.2 K, §17.2.1 I, §17.2.2 J; RFC 6026 §8.4 M, §8.7 L). Holding the
+#: state a little longer changes nothing on the wire, so their deadlines are rounded up
+#: to the next 1/``_WAIT_GRID_PER_S`` second: the expiries of many calls then share one
+#: deadline, and the adapter wakes a few times a second for them instead of several
+#: times per call.
+_WAIT_TIMERS: Final = frozenset({"timer_d", "timer_i", "timer_j", "timer_k", "timer_l", "timer_m"})
+_WAIT_GRID_PER_S: Final = 4
 
 #: Retransmission timers: they run on unreliable transports only (§17.1.1.2, §17.1.2.2,
 #: §17.2.1) and start at T1.
@@ -903,6 +913,19 @@ class TransactionLayer:
                     transaction._expired.append(name)
 
             return expire
+
+        if name in _WAIT_TIMERS:
+
+            def start_wait(
+                transaction: ClientTransaction | ServerTransaction,
+                payload: _Payload,
+                now: float,
+                out: list[Output],
+            ) -> None:
+                due = math.ceil((now + duration) * _WAIT_GRID_PER_S) / _WAIT_GRID_PER_S
+                self._schedule(transaction, name, due)
+
+            return start_wait
 
         def start(
             transaction: ClientTransaction | ServerTransaction,

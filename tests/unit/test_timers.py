@@ -279,6 +279,21 @@ def test_timer_k_is_t4_on_udp_and_zero_on_tcp(peer: Address, lifetime: float) ->
     assert layer.client_count == 0
 
 
+def test_wait_timers_round_up_to_a_quarter_second_and_share_deadlines() -> None:
+    """K (like D, I, J, L, M) only absorbs retransmissions: its deadline is rounded up to
+    the next quarter second, never earlier than T4, so that machines finishing a few
+    milliseconds apart expire together (one wake-up of the adapter, not one each)."""
+    layer = TransactionLayer()
+    first, second = make_request("BYE", "z9hG4bKk1"), make_request("BYE", "z9hG4bKk2")
+    layer.send_request(first, PEER_UDP, 0.0)
+    layer.send_request(second, PEER_UDP, 0.0)
+    layer.receive(make_response(first, 200), PEER_UDP, 10.01)
+    layer.receive(make_response(second, 200), PEER_UDP, 10.2)
+    assert layer.next_deadline() == 15.25  # 10.01 + T4 rounded up, not 15.01
+    assert layer.advance(15.2) == [] and layer.client_count == 2
+    assert layer.advance(15.25) == [] and layer.client_count == 0
+
+
 # -- server INVITE: G, H, I, L --------------------------------------------------------------
 
 
