@@ -439,6 +439,37 @@ def _write_lines_sql(
     return written
 
 
+def _cell_writers(
+    csv_format: bool, cache: dict[int, str]
+) -> tuple[str, Callable[[float | None], str], Callable[[object], str | None]]:
+    """The NULL text, and the writers of a time and of a duration as the reference
+    (``_formatted`` and its encoders) writes them; a duration writer returns None for a
+    value the reference must render (neither a float nor NULL, or in JSON not finite)."""
+    null = "" if csv_format else "null"
+    quote = "" if csv_format else '"'
+    millis = tuple(f".{n:03d}Z{quote}" for n in range(1000))
+
+    def time_cell(t: float | None) -> str:
+        if t is None:
+            return null
+        seconds, rest = divmod(round(t * 1000), 1000)
+        moment = cache.get(seconds)
+        if moment is None:
+            moment = cache[seconds] = quote + iso_ms(seconds * 1000)[:19]
+        return moment + millis[rest]
+
+    def duration_cell(d: object) -> str | None:
+        if d is None:
+            return null
+        if type(d) is int:  # a whole REAL through a sorter (see ``_formatted``)
+            d = float(d)
+        if type(d) is float and (csv_format or d - d == 0):
+            return repr(d)
+        return None
+
+    return null, time_cell, duration_cell
+
+
 def _masked_lines(
     chunk: list[Any], csv_format: bool, constants: list[str], cache: dict[int, str]
 ) -> list[Any]:
@@ -448,12 +479,7 @@ def _masked_lines(
     lines: list[Any] = []
     append = lines.append
     _, to_callee, _, _, to_ring, to_answer, to_end, to_ring_s, to_talk_s = constants
-    if csv_format:
-        null = ""
-        quote_open = quote_close = ""
-    else:
-        null = "null"
-        quote_open = quote_close = '"'
+    null, time_cell, duration_cell = _cell_writers(csv_format, cache)
     text: Callable[[str], str] = str if csv_format else _JSON_STRING
     for (
         head,
@@ -473,36 +499,19 @@ def _masked_lines(
         if type(head) is int:
             append(head)
             continue
-        times = []
-        for t in (invite_at, ring_at, answer_at, end_at):
-            if t is None:
-                times.append(null)
-                continue
-            seconds, rest = divmod(round(t * 1000), 1000)
-            moment = cache.get(seconds)
-            if moment is None:
-                moment = cache[seconds] = iso_ms(seconds * 1000)[:19]
-            times.append(f"{quote_open}{moment}.{rest:03d}Z{quote_close}")
-        durations = []
-        for d in (ring_s, talk_s):
-            if d is None:
-                durations.append(null)
-            elif type(d) is float and (csv_format or d - d == 0):
-                durations.append(repr(d))
-            elif type(d) is int:  # a whole REAL through a sorter (see ``_formatted``)
-                durations.append(repr(float(d)))
-            else:
-                break
-        else:
-            append(
-                f"{head}{text(mask_party(caller))}{to_callee}"
-                f"{null if callee is None else text(mask_party(callee))}{to_call_id}"
-                f"{null if call_id is None else text(mask_call_id(call_id))}{to_invite}"
-                f"{times[0]}{to_ring}{times[1]}{to_answer}{times[2]}{to_end}{times[3]}"
-                f"{to_ring_s}{durations[0]}{to_talk_s}{durations[1]}{tail}"
-            )
+        ring_text = duration_cell(ring_s)
+        talk_text = duration_cell(talk_s)
+        if ring_text is None or talk_text is None:
+            append(_seq_of(head, csv_format))
             continue
-        append(_seq_of(head, csv_format))
+        append(
+            f"{head}{text(mask_party(caller))}{to_callee}"
+            f"{null if callee is None else text(mask_party(callee))}{to_call_id}"
+            f"{null if call_id is None else text(mask_call_id(call_id))}{to_invite}"
+            f"{time_cell(invite_at)}{to_ring}{time_cell(ring_at)}{to_answer}"
+            f"{time_cell(answer_at)}{to_end}{time_cell(end_at)}"
+            f"{to_ring_s}{ring_text}{to_talk_s}{talk_text}{tail}"
+        )
     return lines
 
 
@@ -519,39 +528,21 @@ def _unmasked_lines(
     lines: list[Any] = []
     append = lines.append
     _, to_ring, to_answer, to_end, to_ring_s, to_talk_s = constants
-    null = "" if csv_format else "null"
-    quote = "" if csv_format else '"'
+    _, time_cell, duration_cell = _cell_writers(csv_format, cache)
     for head, invite_at, ring_at, answer_at, end_at, ring_s, talk_s, tail in chunk:
         if type(head) is int:
             append(head)
             continue
-        times = []
-        for t in (invite_at, ring_at, answer_at, end_at):
-            if t is None:
-                times.append(null)
-                continue
-            seconds, rest = divmod(round(t * 1000), 1000)
-            moment = cache.get(seconds)
-            if moment is None:
-                moment = cache[seconds] = iso_ms(seconds * 1000)[:19]
-            times.append(f"{quote}{moment}.{rest:03d}Z{quote}")
-        durations = []
-        for d in (ring_s, talk_s):
-            if d is None:
-                durations.append(null)
-            elif type(d) is float and (csv_format or d - d == 0):
-                durations.append(repr(d))
-            elif type(d) is int:  # a whole REAL through a sorter (see ``_formatted``)
-                durations.append(repr(float(d)))
-            else:
-                break
-        else:
-            append(
-                f"{head}{times[0]}{to_ring}{times[1]}{to_answer}{times[2]}{to_end}{times[3]}"
-                f"{to_ring_s}{durations[0]}{to_talk_s}{durations[1]}{tail}"
-            )
+        ring_text = duration_cell(ring_s)
+        talk_text = duration_cell(talk_s)
+        if ring_text is None or talk_text is None:
+            append(_seq_of(head, csv_format))
             continue
-        append(_seq_of(head, csv_format))
+        append(
+            f"{head}{time_cell(invite_at)}{to_ring}{time_cell(ring_at)}{to_answer}"
+            f"{time_cell(answer_at)}{to_end}{time_cell(end_at)}"
+            f"{to_ring_s}{ring_text}{to_talk_s}{talk_text}{tail}"
+        )
     return lines
 
 
