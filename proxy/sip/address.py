@@ -78,8 +78,11 @@ _NAME_ADDR: Final = re.compile(
     rf"<{SIP_URI_PATTERN}>(?:;tag=([^;\s\"]++)|({_SIMPLE_PARAMS_TEXT}))"
 )
 #: ``SIP/2.0/transport host[:port] *(;param)`` with a hostname or dotted IPv4 host.
+#: The transport upper-case and the parameter names lower-case, as they are written in
+#: practice and as the general parser stores them: nothing left to case-fold.
 _VIA: Final = re.compile(
-    rf"SIP/2\.0/({_TOKEN}) ([A-Za-z0-9\-._]++)(?::([0-9]{{1,5}}+))?+({_SIMPLE_PARAMS_TEXT})"
+    r"SIP/2\.0/([A-Z0-9\-.!%*_+`'~]++) ([A-Za-z0-9\-._]++)(?::([0-9]{1,5}+))?+"
+    r"((?:;[a-z0-9\-.!%*_+`'~]++(?:=[^;\s\"]++)?+)*+)"
 )
 _CSEQ: Final = re.compile(rf"([0-9]{{1,10}}+) ({_TOKEN})")
 
@@ -269,31 +272,40 @@ class Via:
     @classmethod
     def parse(cls, text: str) -> Via:
         via = _PARSED_VIAS.get(text)
-        if via is None:
-            via = cls._parse(text)
-            if len(_PARSED_VIAS) >= _PARSED_LIMIT:
-                _PARSED_VIAS.clear()
-            _PARSED_VIAS[text] = via
-        return via
-
-    @classmethod
-    def _parse(cls, text: str) -> Via:
-        match = _VIA.fullmatch(text)
+        if via is not None:
+            return via
+        match = _VIA_MATCH(text)
         if match is not None:
             transport, host, port_text, param_text = match.groups()
             port = None if port_text is None else int(port_text)
             if port is None or port <= 65535:
-                params = split_checked_params(param_text) if param_text else ()
-                received = param_value(params, "received")
-                if received is not None:
-                    _validate_received(received)
-                via: Via = _new_object(Via)
-                _set_via_transport(via, transport.upper())
+                # The pattern took lower-case names only: split, nothing to case-fold.
+                params: Params = (
+                    tuple(
+                        [
+                            (name, value if equals else None)
+                            for item in param_text[1:].split(";")
+                            for name, equals, value in (item.partition("="),)
+                        ]
+                    )
+                    if param_text
+                    else ()
+                )
+                if "received" in param_text:
+                    received = param_value(params, "received")
+                    if received is not None:
+                        _validate_received(received)
+                via = _new_object(Via)
+                _set_via_transport(via, transport)
                 _set_via_host(via, host)
                 _set_via_port(via, port)
                 _set_via_params(via, params)
-                return via
-        return cls.parse_general(text)
+        if via is None:
+            via = cls.parse_general(text)
+        if len(_PARSED_VIAS) >= _PARSED_LIMIT:
+            _PARSED_VIAS.clear()
+        _PARSED_VIAS[text] = via
+        return via
 
     @classmethod
     def parse_general(cls, text: str) -> Via:
@@ -335,7 +347,10 @@ class Via:
 
     @property
     def branch(self) -> str | None:
-        return param_value(self.params, "branch")
+        for name, value in self.params:
+            if name == "branch":
+                return "" if value is None else value
+        return None
 
     @property
     def sent_by(self) -> tuple[str, int | None]:
@@ -419,6 +434,7 @@ class CSeq(NamedTuple):
 
 _NAME_ADDR_MATCH: Final = _NAME_ADDR.fullmatch
 _CSEQ_MATCH: Final = _CSEQ.fullmatch
+_VIA_MATCH: Final = _VIA.fullmatch
 _new_tuple = tuple.__new__
 # Building a frozen dataclass through its __init__ costs one object.__setattr__ call
 # per field; the Via fast path sets the slots directly instead (same object, same

@@ -56,11 +56,10 @@ REASON_PHRASES: Final[dict[int, str]] = {
 }  # fmt: skip
 
 _MANDATORY: Final = ("via", "from", "to", "call-id", "cseq")
-_MANDATORY_SET: Final = frozenset(_MANDATORY)
 _SINGLE: Final = ("from", "to", "call-id", "cseq", "max-forwards", "content-type")
 _FOLD_CHARS: Final = (" ", "\t")
-#: Header names as written (checked tokens) and their colon → canonical key; bounded so
-#: that a peer sending random names cannot grow it without limit.
+#: Header names as written (checked tokens) → canonical key; bounded so that a peer
+#: sending random names cannot grow it without limit.
 _NAME_KEYS: dict[str, str] = {}
 _NAME_CACHE_LIMIT: Final = 1024
 #: Builds a Header without the Python-level NamedTuple constructor (a hot path).
@@ -88,8 +87,8 @@ class Message:
     # values read on every message have a slot each (cheaper than a dict entry); the
     # others live in ``_cache``.
     __slots__ = (
-        "_cache", "_call_id", "_cseq", "_from", "_headers", "_keys", "_lines", "_places",
-        "_to", "_top_via", "_vias", "body",
+        "_cache", "_call_id", "_cseq", "_from", "_headers", "_keys", "_lines", "_to",
+        "_top_via", "_vias", "body",
     )  # fmt: skip
 
     def __init__(self, headers: list[Header] | None = None, body: bytes = b"") -> None:
@@ -99,7 +98,6 @@ class Message:
         # What _forget() sets, spelled out: one call less per parsed message.
         self._cache: dict[str, object] = {}
         self._keys: list[str] | None = None
-        self._places: dict[str, int] | None = None
         self._vias: list[Via] | None = None
         self._top_via: Via | None = None
         self._from: NameAddress | None = None
@@ -226,7 +224,6 @@ class Message:
         """Drop what was derived from the headers after they changed."""
         self._cache = {}
         self._keys = None
-        self._places = None
         self._vias = None
         self._top_via = None
         self._from = None
@@ -238,43 +235,27 @@ class Message:
 
     def _key_index(self) -> list[str]:
         # list.count/list.index over the keys run in C: the typed views find their
-        # header without a Python loop over every header line.
+        # header without a Python loop over every header line (and without building a
+        # key → place dict, which costs more than the few lookups a message needs).
         keys = self._keys
         if keys is None:
             keys = self._keys = [header[0] for header in self.headers]
         return keys
 
-    def _place_index(self) -> dict[str, int]:
-        # key → place of its last header line, built in C. When it has as many entries
-        # as there are lines, no key repeats: a lookup finds the one line of its key.
-        places = self._places
-        if places is None:
-            keys = self._keys or self._key_index()
-            places = self._places = dict(zip(keys, range(len(keys)), strict=True))
-        return places
-
     def _single(self, key: str) -> str | None:
-        places = self._places or self._place_index()
-        place = places.get(key)
-        if place is None:
-            return None
         keys = self._keys or self._key_index()
-        if len(places) != len(keys) and keys.count(key) > 1:
+        count = keys.count(key)
+        if count == 1:
+            return self._value_at(keys.index(key))
+        if count:
             raise BadRequest(f"more than one {canonical_name(key)} header")
-        return self._value_at(place)
+        return None
 
     def _values(self, key: str) -> list[str]:
         """Every value of a list header, in order, split on commas (``get_all``)."""
-        places = self._places or self._place_index()
         keys = self._keys or self._key_index()
-        value_at = self._value_at
-        if len(places) == len(keys):
-            place = places.get(key)
-            if place is None:
-                return []
-            value = value_at(place)
-            return split_list(value) if "," in value else [value.strip()]
         count = keys.count(key)
+        value_at = self._value_at
         if count == 1:
             value = value_at(keys.index(key))
             return split_list(value) if "," in value else [value.strip()]
@@ -290,10 +271,13 @@ class Message:
         return values
 
     def _required(self, key: str) -> str:
-        places = self._places or self._place_index()
-        place = places.get(key)
-        if place is not None and len(places) == len(self._keys or self._key_index()):
-            return self._value_at(place)
+        keys = self._keys or self._key_index()
+        if keys.count(key) == 1:
+            place = keys.index(key)
+            headers = self._headers
+            if headers is None:  # _value_at, written out: read for every typed view
+                return self._lines[place].partition(":")[2].strip()
+            return headers[place][2]
         value = self._single(key)
         if value is None:
             raise BadRequest(f"missing {canonical_name(key)} header")
@@ -437,15 +421,13 @@ class Message:
     def validate(self) -> None:
         """Check what every element relies on (RFC 3261 §8.1.1, §8.2.2, RFC 4475 §3)."""
         keys = self._keys or self._key_index()
-        places = self._places or self._place_index()
-        if len(places) != len(keys):  # some key repeats: is it one that must not?
-            for key in _SINGLE:
-                if keys.count(key) > 1:
-                    raise BadRequest(f"more than one {canonical_name(key)} header")
-        if not places.keys() >= _MANDATORY_SET:
-            for key in _MANDATORY:
-                if key not in places:
-                    raise BadRequest(f"missing {canonical_name(key)} header")
+        count = keys.count
+        for key in _SINGLE:
+            if count(key) > 1:
+                raise BadRequest(f"more than one {canonical_name(key)} header")
+        for key in _MANDATORY:
+            if key not in keys:
+                raise BadRequest(f"missing {canonical_name(key)} header")
         if len(self.vias) > MAX_VIAS:
             # More hops than Max-Forwards could ever allow: a loop or an attack.
             raise TooManyHops(f"more than {MAX_VIAS} Via values")
@@ -541,16 +523,18 @@ def parse(
     headers: list[Header] | None = None
     try:
         # Fast path: every name seen (and checked to be a token) before, no continuation
-        # line; the Header records wait until someone asks for them (``headers``). The
-        # table is keyed by name and colon, so a line without a colon (whose partition
-        # has no colon) is never found; a continuation line starts with SP/HTAB, so its
-        # "name" is never a token. Either falls back to the general loop, which names
-        # the fault or unfolds.
+        # line; the Header records wait until someone asks for them (``headers``). A line
+        # without a colon yields no key (one key short); a continuation line starts with
+        # SP/HTAB, so its "name" is never a token. Either falls back to the general
+        # loop, which names the fault or unfolds.
         keys = [
-            keys_of[name + colon]
+            keys_of[name]
             for line in header_lines
             for name, colon, _ in (line.partition(":"),)
+            if colon
         ]
+        if len(keys) != len(header_lines):
+            raise KeyError
     except KeyError:
         headers = _parse_header_lines(header_lines)
         keys = [header[0] for header in headers]
@@ -605,7 +589,7 @@ def _parse_header_lines(lines: list[str]) -> list[Header]:
 def _header_key(raw_name: str) -> tuple[str, str]:
     """(canonical key, name as written) of a header name, checked to be a token
     (RFC 3261 §7.3.1, §25.1) and remembered: a peer sends the same few dozen names."""
-    key = _NAME_KEYS.get(raw_name + ":")
+    key = _NAME_KEYS.get(raw_name)
     if key is not None:
         return key, raw_name
     name = raw_name.rstrip(" \t")
@@ -616,13 +600,13 @@ def _header_key(raw_name: str) -> tuple[str, str]:
     # Only names without trailing LWS are remembered: the fast path takes the name as
     # written for Header.name, which is then the same as the stripped one.
     if name == raw_name and len(_NAME_KEYS) < _NAME_CACHE_LIMIT:
-        _NAME_KEYS[raw_name + ":"] = key
+        _NAME_KEYS[raw_name] = key
     return key, name
 
 
 def _start_line(line: str, headers: list[Header] | None, body: bytes) -> Request | Response:
     """Request-Line or Status-Line (RFC 3261 §7.1, §7.2); single SP separators only."""
-    if line.startswith("SIP/"):
+    if line[:4] == "SIP/":
         parts = line.split(" ", 2)
         version = parts[0]
         if version != SIP_VERSION:
