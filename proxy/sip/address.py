@@ -14,11 +14,11 @@ from typing import Final, NamedTuple
 
 from proxy.sip.errors import BadRequest
 from proxy.sip.uri import (
+    _PARSED_URIS,
     SIP_URI_PATTERN,
     Params,
     SipUri,
     Uri,
-    forget_parsed_uris,
     is_digits,
     param_value,
     parse_host,
@@ -56,10 +56,11 @@ def _end_of_quoted(text: str, start: int) -> int:
 #: The common case of ``*( SEMI generic-param )``: token names, values without LWS or
 #: quotes. Text that matches parses the same on the fast path as on the general one.
 _SIMPLE_PARAMS: Final = re.compile(r"(?:;[A-Za-z0-9\-.!%*_+`'~]+(?:=[^;\s\"]+)?)+")
-_IPV4: Final = re.compile(
+_IPV4_TEXT: Final = (
     r"(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}"
     r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 )
+_IPV4: Final = re.compile(_IPV4_TEXT)
 
 
 _TOKEN: Final = r"[A-Za-z0-9\-.!%*_+`'~]++"
@@ -79,10 +80,21 @@ _NAME_ADDR: Final = re.compile(
 )
 #: ``SIP/2.0/transport host[:port] *(;param)`` with a hostname or dotted IPv4 host.
 #: The transport upper-case and the parameter names lower-case, as they are written in
-#: practice and as the general parser stores them: nothing left to case-fold.
+#: practice and as the general parser stores them: nothing left to case-fold. A
+#: ``received`` parameter is taken only with a dotted IPv4 value (what
+#: ``_validate_received`` accepts first); any other form of it takes the general parser,
+#: which checks it. The first three parameters come out as (name, value) groups, an
+#: absent value as None, as ``Params`` holds them: only a fourth and later are split.
+_LOWER_TOKEN_CHARS: Final = r"[a-z0-9\-.!%*_+`'~]"
+_VIA_PARAM_NAME: Final = (
+    rf"received(?=={_IPV4_TEXT}(?![^;]))"
+    rf"|(?!received(?!{_LOWER_TOKEN_CHARS})){_LOWER_TOKEN_CHARS}++"
+)
+_VIA_PARAM_GROUPS: Final = rf"(?:;({_VIA_PARAM_NAME})(?:=([^;\s\"]++))?+)?+"
 _VIA: Final = re.compile(
     r"SIP/2\.0/([A-Z0-9\-.!%*_+`'~]++) ([A-Za-z0-9\-._]++)(?::([0-9]{1,5}+))?+"
-    r"((?:;[a-z0-9\-.!%*_+`'~]++(?:=[^;\s\"]++)?+)*+)"
+    + _VIA_PARAM_GROUPS * 3
+    + rf"((?:;(?:{_VIA_PARAM_NAME})(?:=[^;\s\"]++)?+)*+)"
 )
 _CSEQ: Final = re.compile(rf"([0-9]{{1,10}}+) ({_TOKEN})")
 
@@ -104,7 +116,7 @@ def forget_parsed_values() -> None:
     _PARSED_ADDRESSES.clear()
     _PARSED_VIAS.clear()
     _PARSED_CSEQS.clear()
-    forget_parsed_uris()
+    _PARSED_URIS.clear()
 
 
 def parse_header_params(text: str, what: str) -> Params:
@@ -276,25 +288,29 @@ class Via:
             return via
         match = _VIA_MATCH(text)
         if match is not None:
-            transport, host, port_text, param_text = match.groups()
+            (transport, host, port_text, name1, value1, name2, value2, name3, value3,
+             more) = match.groups()  # fmt: skip
             port = None if port_text is None else int(port_text)
             if port is None or port <= 65535:
-                # The pattern took lower-case names only: split, nothing to case-fold.
-                params: Params = (
-                    tuple(
-                        [
-                            (name, value if equals else None)
-                            for item in param_text[1:].split(";")
-                            for name, equals, value in (item.partition("="),)
-                        ]
-                    )
-                    if param_text
-                    else ()
-                )
-                if "received" in param_text:
-                    received = param_value(params, "received")
-                    if received is not None:
-                        _validate_received(received)
+                # The pattern took lower-case names only (nothing to case-fold) and a
+                # received= only with an IPv4 address (nothing left to check).
+                params: Params
+                if name1 is None:
+                    params = ()
+                elif name2 is None:
+                    params = ((name1, value1),)
+                elif name3 is None:
+                    params = ((name1, value1), (name2, value2))
+                else:
+                    params = ((name1, value1), (name2, value2), (name3, value3))
+                    if more:
+                        params += tuple(
+                            [
+                                (name, value if equals else None)
+                                for item in more[1:].split(";")
+                                for name, equals, value in (item.partition("="),)
+                            ]
+                        )
                 via = _new_object(Via)
                 _set_via_transport(via, transport)
                 _set_via_host(via, host)
