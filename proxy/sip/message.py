@@ -79,21 +79,23 @@ class Header(NamedTuple):
 class Message:
     """Headers and body shared by requests and responses."""
 
-    # A parsed message keeps its header lines as they came (``_lines``) with their keys
-    # (``_keys``) and builds the Header records only when ``headers`` is read or edited
-    # (design.md §5): the typed views read the few lines they need straight from
-    # ``_lines``. ``_headers`` is None until then. ``headers`` is edited through
+    # A parsed message keeps its header lines as they came (``_lines``), each split at
+    # its first colon (``_parts``: name, ":", value), with their keys (``_keys``), and
+    # builds the Header records only when ``headers`` is read or edited (design.md §5):
+    # the typed views read the few values they need straight from ``_parts``.
+    # ``_headers`` is None until then. ``headers`` is edited through
     # set/add/remove, which drop the typed values and the key index derived from it. The
     # values read on every message have a slot each (cheaper than a dict entry); the
     # others live in ``_cache``.
     __slots__ = (
-        "_cache", "_call_id", "_cseq", "_from", "_headers", "_keys", "_lines", "_to",
-        "_top_via", "_vias", "body",
+        "_cache", "_call_id", "_cseq", "_from", "_headers", "_keys", "_lines", "_parts",
+        "_to", "_top_via", "_vias", "body",
     )  # fmt: skip
 
     def __init__(self, headers: list[Header] | None = None, body: bytes = b"") -> None:
         self._headers: list[Header] | None = headers if headers is not None else []
         self._lines: Sequence[str] = ()
+        self._parts: Sequence[tuple[str, str, str]] = ()
         self.body = body
         # What _forget() sets, spelled out: one call less per parsed message.
         self._cache: dict[str, object] = {}
@@ -113,23 +115,22 @@ class Message:
             keys = self._keys or []
             headers = self._headers = [
                 _new_header(Header, (key, name, value.strip(), line))
-                for key, line in zip(keys, self._lines, strict=True)
-                for name, value in [line.split(":", 1)]
+                for key, (name, _, value), line in zip(keys, self._parts, self._lines, strict=True)
             ]
-            self._lines = ()
+            self._lines = self._parts = ()
         return headers
 
     @headers.setter
     def headers(self, headers: list[Header]) -> None:
         self._headers = headers
-        self._lines = ()
+        self._lines = self._parts = ()
         self._forget()
 
     def _value_at(self, place: int) -> str:
         """The value of the header line at ``place`` (an index into ``_keys``)."""
         headers = self._headers
         if headers is None:
-            return self._lines[place].partition(":")[2].strip()
+            return self._parts[place][2].strip()
         return headers[place][2]
 
     # -- raw header access -------------------------------------------------------------
@@ -140,7 +141,7 @@ class Message:
         if headers is None:
             keys = self._keys or self._key_index()
             if key in keys:
-                return self._lines[keys.index(key)].partition(":")[2].strip()
+                return self._parts[keys.index(key)][2].strip()
             return None
         for header in headers:
             if header.key == key:
@@ -276,7 +277,7 @@ class Message:
             place = keys.index(key)
             headers = self._headers
             if headers is None:  # _value_at, written out: read for every typed view
-                return self._lines[place].partition(":")[2].strip()
+                return self._parts[place][2].strip()
             return headers[place][2]
         value = self._single(key)
         if value is None:
@@ -521,19 +522,15 @@ def parse(
     header_lines = lines[1:]
     keys_of = _NAME_KEYS
     headers: list[Header] | None = None
+    parts = [line.partition(":") for line in header_lines]
     try:
         # Fast path: every name seen (and checked to be a token) before, no continuation
         # line; the Header records wait until someone asks for them (``headers``). A line
         # without a colon yields no key (one key short); a continuation line starts with
         # SP/HTAB, so its "name" is never a token. Either falls back to the general
         # loop, which names the fault or unfolds.
-        keys = [
-            keys_of[name]
-            for line in header_lines
-            for name, colon, _ in (line.partition(":"),)
-            if colon
-        ]
-        if len(keys) != len(header_lines):
+        keys = [keys_of[name] for name, colon, _ in parts if colon]
+        if len(keys) != len(parts):
             raise KeyError
     except KeyError:
         headers = _parse_header_lines(header_lines)
@@ -543,11 +540,8 @@ def parse(
         if lengths > 1:
             raise BadRequest("more than one Content-Length header")
         place = keys.index("content-length")
-        if headers is None:
-            content_length = header_lines[place].partition(":")[2].strip()
-        else:
-            content_length = headers[place].value
-        if not is_digits(content_length):
+        content_length = parts[place][2].strip() if headers is None else headers[place].value
+        if not (content_length.isascii() and content_length.isdigit()):  # is_digits
             raise BadRequest("Content-Length is not a non-negative integer")
         length = int(content_length)
         if length > len(rest):
@@ -559,6 +553,7 @@ def parse(
     if headers is None:
         message._headers = None
         message._lines = header_lines
+        message._parts = parts
     message._keys = keys
     return message
 
