@@ -98,7 +98,7 @@ class Message:
         self._parts: Sequence[tuple[str, str, str]] = ()
         self.body = body
         # What _forget() sets, spelled out: one call less per parsed message.
-        self._cache: dict[str, object] = {}
+        self._cache: dict[str, object] | None = None
         self._keys: list[str] | None = None
         self._vias: list[Via] | None = None
         self._top_via: Via | None = None
@@ -223,7 +223,7 @@ class Message:
 
     def _forget(self) -> None:
         """Drop what was derived from the headers after they changed."""
-        self._cache = {}
+        self._cache = None
         self._keys = None
         self._vias = None
         self._top_via = None
@@ -315,6 +315,14 @@ class Message:
             return self._vias[0]
         top = self._top_via
         if top is None:
+            keys = self._keys or self._key_index()
+            if keys.count("via") == 1 and self._headers is None:
+                # One Via line holding one value: what a request from a UA carries and
+                # every response to it. ``_via_values`` (and its checks) for the rest.
+                value = self._parts[keys.index("via")][2].strip()
+                if value and "," not in value:
+                    top = self._top_via = Via.parse(value)
+                    return top
             top = self._top_via = Via.parse(self._via_values()[0])
         return top
 
@@ -361,7 +369,10 @@ class Message:
         return int(value)
 
     def _address_list(self, key: str) -> list[NameAddress]:
-        cached = self._cache.get(key)
+        cache = self._cache
+        if cache is None:
+            cache = self._cache = {}
+        cached = cache.get(key)
         if cached is None:
             values = self._values(key)
             if not values or (values == ["*"] and key == "contact"):
@@ -369,7 +380,7 @@ class Message:
             else:
                 what = canonical_name(key)
                 cached = [NameAddress.parse(value, what) for value in values]
-            self._cache[key] = cached
+            cache[key] = cached
         return cached  # type: ignore[return-value]
 
     @property
@@ -458,11 +469,12 @@ class Request(Message):
     @property
     def request_uri(self) -> Uri:
         """The Request-URI; headers are not allowed in it (RFC 3261 §19.1.1)."""
-        cached = self._cache.get("ruri")
+        cache = self._cache
+        if cache is None:
+            cache = self._cache = {}
+        cached = cache.get("ruri")
         if cached is None:
-            cached = self._cache["ruri"] = parse_uri(
-                self.uri, what="Request-URI", allow_headers=False
-            )
+            cached = cache["ruri"] = parse_uri(self.uri, what="Request-URI", allow_headers=False)
         return cached  # type: ignore[return-value]
 
     def validate(self) -> None:
