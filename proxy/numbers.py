@@ -10,6 +10,7 @@ Pure: no I/O, no clock.
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
 from typing import Final
 
@@ -64,8 +65,41 @@ def _country_prefixes(region: str) -> tuple[str, tuple[str, ...]]:
     return country_code, (*(p + country_code for p in international), country_code)
 
 
+def _bare_number(text: str) -> tuple[str, dict[str, str]]:
+    """``_split_tel_params`` with the visual separators dropped from the number; a plain
+    ``[+]digits`` text, the usual SIP user part, is returned as is without the string passes."""
+    if text.isascii() and (text.isdigit() or (text[:1] == "+" and text[1:].isdigit())):
+        return text, {}
+    number, params = _split_tel_params(text)
+    return number.translate(_VISUAL_SEPARATORS), params
+
+
+def _privacy_in(digits: str, prefix: str, length: int, region: str) -> str | None:
+    """The privacy number spelt by ``digits`` (separators and parameters already dropped)."""
+    country_code, dialled_prefixes = _country_prefixes(region)
+    if digits[:1] == "+":
+        if len(digits) == 1 + len(country_code) + length and digits.startswith(country_code, 1):
+            rest = digits[1 + len(country_code) :]
+            if rest.startswith(prefix) and _is_ascii_digits(rest):
+                return rest
+        return None
+    if len(digits) == length and digits.startswith(prefix) and _is_ascii_digits(digits):
+        return digits
+    for dialled in dialled_prefixes:
+        if len(digits) == len(dialled) + length and digits.startswith(dialled):
+            rest = digits[len(dialled) :]
+            if rest.startswith(prefix) and _is_ascii_digits(rest):
+                return rest
+    return None
+
+
 def _privacy_digits(text: str, prefix: str, length: int, region: str) -> str | None:
     """The bare privacy number in ``text``, or None (see ``NumberPlan.privacy``)."""
+    return _privacy_in(_bare_number(text)[0], prefix, length, region)
+
+
+def _privacy_digits_general(text: str, prefix: str, length: int, region: str) -> str | None:
+    """``_privacy_digits`` as first written: the reference the fast one is tested against."""
     number, _ = _split_tel_params(text)
     digits = number.translate(_VISUAL_SEPARATORS)
 
@@ -89,6 +123,9 @@ def _privacy_digits(text: str, prefix: str, length: int, region: str) -> str | N
     return None
 
 
+_PRIVACY_IS_NOT_REAL: Final = "a privacy number is never a real party number"
+
+
 @functools.lru_cache(maxsize=_REAL_CACHE_SIZE)
 def _normalise_real(
     text: str, region: str, privacy_prefix: str, privacy_length: int
@@ -96,10 +133,46 @@ def _normalise_real(
     """``(True, e164)`` or ``(False, problem)``; errors are cached too, as strings.
 
     Caching the message instead of the exception keeps a re-raised exception from dragging
-    every earlier traceback along.
+    every earlier traceback along. Same steps and results as ``_normalise_real_general``, with
+    the number split once and ``phonenumbers.parse`` replaced by ``_parse_plain`` when that
+    can tell.
     """
-    if _privacy_digits(text, privacy_prefix, privacy_length, region) is not None:
-        return False, "a privacy number is never a real party number"
+    digits, params = _bare_number(text)
+    if _privacy_in(digits, privacy_prefix, privacy_length, region) is not None:
+        return False, _PRIVACY_IS_NOT_REAL
+    if params and ("ext" in params or "isub" in params):
+        return False, "extensions and subaddresses are not supported in a real party number"
+    if not digits.removeprefix("+"):
+        return False, "empty number"
+    if params and not digits.startswith("+"):
+        context = params.get("phone-context", "").translate(_VISUAL_SEPARATORS)
+        if context.startswith("+") and _is_ascii_digits(context[1:]):
+            digits = context + digits
+    if not _is_ascii_digits(digits.removeprefix("+")):
+        return False, "not a phone number: only digits, '+' and visual separators are allowed"
+    parsed = _parse_plain(digits, region)
+    if parsed is None:
+        try:
+            parsed = phonenumbers.parse(digits, region)
+        except phonenumbers.NumberParseException:
+            return False, f"not a phone number ({mask(digits)})"
+    if not phonenumbers.is_possible_number(parsed):
+        return False, f"impossible phone number: wrong length ({mask(digits)})"
+    if not phonenumbers.is_valid_number(parsed):
+        return False, f"invalid phone number: not an assigned range ({mask(digits)})"
+    e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    if _privacy_in(e164, privacy_prefix, privacy_length, region) is not None:
+        return False, _PRIVACY_IS_NOT_REAL
+    return True, e164
+
+
+def _normalise_real_general(
+    text: str, region: str, privacy_prefix: str, privacy_length: int
+) -> tuple[bool, str]:
+    """``_normalise_real`` as first written, uncached: the reference the fast one is tested
+    against."""
+    if _privacy_digits_general(text, privacy_prefix, privacy_length, region) is not None:
+        return False, _PRIVACY_IS_NOT_REAL
     number, params = _split_tel_params(text)
     if "ext" in params or "isub" in params:
         return False, "extensions and subaddresses are not supported in a real party number"
@@ -123,9 +196,148 @@ def _normalise_real(
     if not phonenumbers.is_valid_number(parsed):
         return False, f"invalid phone number: not an assigned range ({mask(digits)})"
     e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
-    if _privacy_digits(e164, privacy_prefix, privacy_length, region) is not None:
-        return False, "a privacy number is never a real party number"
+    if _privacy_digits_general(e164, privacy_prefix, privacy_length, region) is not None:
+        return False, _PRIVACY_IS_NOT_REAL
     return True, e164
+
+
+#: phonenumbers' limits on what ``parse`` accepts (input string, national significant number).
+_MAX_PARSE_INPUT: Final = 250
+_MIN_NSN: Final = 2
+_MAX_NSN: Final = 17
+#: ``phonenumbers.parse`` uses this IDD pattern for a region without one: it never matches.
+_NO_IDD: Final = "NonMatch"
+
+
+@dataclass(frozen=True, slots=True)
+class _NationalRules:
+    """The parts of one region's metadata that ``phonenumbers.parse`` reads, compiled once."""
+
+    country_code: int
+    idd: re.Pattern[str]
+    national_prefix: re.Pattern[str] | None
+    #: A transform rule rewrites the number instead of stripping; ``_parse_plain`` leaves
+    #: such numbers to ``phonenumbers.parse``.
+    transforms: bool
+    general: re.Pattern[str] | None
+    possible_lengths: tuple[int, ...] | None
+    local_lengths: tuple[int, ...]
+
+
+@functools.lru_cache(maxsize=512)
+def _national_rules(country_code: int, region: str) -> _NationalRules | None:
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(country_code, region)
+    if metadata is None:
+        return None
+    general = metadata.general_desc
+    general_pattern = general.national_number_pattern if general is not None else None
+    prefix = metadata.national_prefix_for_parsing
+    idd = metadata.international_prefix
+    return _NationalRules(
+        country_code=metadata.country_code or 0,
+        idd=re.compile(_NO_IDD if idd is None else idd),
+        national_prefix=re.compile(prefix) if prefix else None,
+        transforms=bool(metadata.national_prefix_transform_rule),
+        general=re.compile(general_pattern) if general_pattern else None,
+        possible_lengths=general.possible_length if general is not None else None,
+        local_lengths=general.possible_length_local_only if general is not None else (),
+    )
+
+
+def _keeps_stripped_length(national: str, rules: _NationalRules) -> bool:
+    """Whether ``parse`` keeps a number stripped of its national prefix: phonenumbers'
+    ``_test_number_length`` (general description) says possible or too long."""
+    lengths = rules.possible_lengths
+    if lengths is None or len(national) in rules.local_lengths:
+        return False
+    actual = len(national)
+    if lengths[0] >= actual:
+        return lengths[0] == actual
+    return lengths[-1] < actual or actual in lengths[1:]
+
+
+def _strip_national_prefix(national: str, rules: _NationalRules) -> str | None:
+    """``national`` as ``phonenumbers.parse`` leaves it after national prefix stripping, or
+    None when a transform rule would apply (not reproduced here)."""
+    if rules.national_prefix is None:
+        return national
+    match = rules.national_prefix.match(national)
+    if match is None:
+        return national
+    if rules.transforms:
+        return None
+    stripped = national[match.end() :]
+    general = rules.general
+    if (
+        general is not None
+        and general.fullmatch(national) is not None
+        and general.fullmatch(stripped) is None
+    ):
+        return national
+    return stripped if _keeps_stripped_length(stripped, rules) else national
+
+
+def _phone_number(country_code: int, national: str) -> phonenumbers.PhoneNumber | None:
+    """The ``PhoneNumber`` ``parse`` builds from a national significant number, leading zeros
+    (Italy) recorded the way it records them."""
+    if not _MIN_NSN <= len(national) <= _MAX_NSN:
+        return None
+    parsed = phonenumbers.PhoneNumber(country_code=country_code, national_number=int(national))
+    if len(national) > 1 and national[0] == "0":
+        parsed.italian_leading_zero = True
+        zeros = 1
+        while zeros < len(national) - 1 and national[zeros] == "0":
+            zeros += 1
+        if zeros != 1:
+            parsed.number_of_leading_zeros = zeros
+    return parsed
+
+
+def _parse_international(digits: str, region: str) -> phonenumbers.PhoneNumber | None:
+    """``parse`` of digits that follow ``+`` or an IDD: country code, then national number."""
+    if len(digits) <= _MIN_NSN or digits[0] == "0":
+        return None
+    for size in (1, 2, 3):
+        country_code = int(digits[:size])
+        if country_code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+            break
+    else:
+        return None
+    number_region = phonenumbers.region_code_for_country_code(country_code)
+    rules = _national_rules(country_code, region if number_region == region else number_region)
+    national = digits[size:]
+    if rules is None or len(national) < _MIN_NSN:
+        return None
+    stripped = _strip_national_prefix(national, rules)
+    return None if stripped is None else _phone_number(country_code, stripped)
+
+
+def _parse_plain(digits: str, region: str) -> phonenumbers.PhoneNumber | None:
+    """``phonenumbers.parse(digits, region)`` for ``[+]digits`` (ASCII), built directly, or
+    None when this cannot tell (then ``parse`` decides, errors included).
+
+    Covers what callers send: ``+CC…``, IDD + CC (``0086…``) and national numbers with or
+    without the trunk prefix. Left to ``parse``: numbers it would reject, a national number
+    starting with the region's own country code (``parse`` then weighs both readings), IDD
+    followed by ``0``, and national prefix transform rules.
+    """
+    if len(digits) > _MAX_PARSE_INPUT:
+        return None
+    if digits[:1] == "+":
+        return _parse_international(digits[1:], region)
+    rules = _national_rules(phonenumbers.country_code_for_region(region), region)
+    if rules is None or len(digits) < 3:
+        return None
+    idd = rules.idd.match(digits)
+    if idd is not None:
+        after_idd = digits[idd.end() :]
+        if after_idd[:1] == "0" or not after_idd:
+            return None
+        return _parse_international(after_idd, region)
+    if digits.startswith(str(rules.country_code)):
+        return None
+    stripped = _strip_national_prefix(digits, rules)
+    return None if stripped is None else _phone_number(rules.country_code, stripped)
 
 
 def parse_e164(e164: str) -> phonenumbers.PhoneNumber:
@@ -147,10 +359,74 @@ def parse_e164(e164: str) -> phonenumbers.PhoneNumber:
     return phonenumbers.parse(e164, None)
 
 
+#: A ``\\N`` group reference in a number format (phonenumbers' ``_FIRST_GROUP_PATTERN``).
+_FIRST_GROUP: Final = re.compile(r"(\\\d)")
+_NOT_DIGITS: Final = re.compile(r"[^0-9]+")
+
+
+@dataclass(frozen=True, slots=True)
+class _NationalFormat:
+    """One national number format: which numbers it takes and how it writes them, with the
+    trunk prefix (``$NP``) already placed in the first group as its formatting rule says."""
+
+    leading_digits: re.Pattern[str] | None
+    pattern: re.Pattern[str]
+    template: str
+
+
+@functools.lru_cache(maxsize=64)
+def _national_formats(country_code: int) -> tuple[_NationalFormat, ...]:
+    """The formats ``format_number(…, NATIONAL)`` chooses from for ``country_code``: the main
+    region's ``number_format`` list, in order."""
+    main_region = phonenumbers.region_code_for_country_code(country_code)
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(
+        country_code, main_region.upper()
+    )
+    if metadata is None:
+        return ()
+    formats = []
+    for number_format in metadata.number_format:
+        rule = number_format.national_prefix_formatting_rule
+        template = number_format.format or ""
+        if rule:
+            template = _FIRST_GROUP.sub(rule, template, count=1)
+        leading = number_format.leading_digits_pattern
+        formats.append(
+            _NationalFormat(
+                leading_digits=re.compile(leading[-1]) if leading else None,
+                pattern=re.compile(number_format.pattern or ""),
+                template=template,
+            )
+        )
+    return tuple(formats)
+
+
 @functools.lru_cache(maxsize=_REAL_CACHE_SIZE)
 def _national_dial_digits(e164: str, region: str) -> str | None:
     """Digits a subscriber in ``region`` dials for ``e164`` (trunk prefix included), or None
-    when the number belongs to another region."""
+    when the number belongs to another region.
+
+    The digits of ``format_number(…, NATIONAL)``, computed from the same format the library
+    would choose (first whose leading digits and pattern match) without its per-call regex
+    compilation."""
+    parsed = parse_e164(e164)
+    if phonenumbers.region_code_for_number(parsed) != region:
+        return None
+    if parsed.extension or parsed.raw_input is not None:
+        return _national_dial_digits_general(e164, region)
+    national = phonenumbers.national_significant_number(parsed)
+    for number_format in _national_formats(parsed.country_code):
+        leading = number_format.leading_digits
+        if (leading is None or leading.match(national)) and number_format.pattern.fullmatch(
+            national
+        ):
+            return _NOT_DIGITS.sub("", number_format.pattern.sub(number_format.template, national))
+    return _NOT_DIGITS.sub("", national)
+
+
+def _national_dial_digits_general(e164: str, region: str) -> str | None:
+    """``_national_dial_digits`` through ``phonenumbers.format_number``, uncached: the
+    reference the fast one is tested against."""
     parsed = parse_e164(e164)
     if phonenumbers.region_code_for_number(parsed) != region:
         return None

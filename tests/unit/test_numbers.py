@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import random
+
 import phonenumbers
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from proxy import numbers
 from proxy.numbers import NumberError, NumberPlan, mask
 
 PLAN = NumberPlan()
@@ -273,3 +276,202 @@ def test_every_privacy_number_round_trips(tail: int, country: str) -> None:
     assert PLAN.privacy(country + spaced) == digits
     with pytest.raises(NumberError, match="never a real party"):
         PLAN.real(country + digits)
+
+
+# -- the fast paths return exactly what the general ones do ---------------------------------
+
+EQUIVALENCE_REGIONS = ("CN", "US", "GB", "DE", "IT", "JP")
+_TYPES = (
+    phonenumbers.PhoneNumberType.FIXED_LINE,
+    phonenumbers.PhoneNumberType.MOBILE,
+    phonenumbers.PhoneNumberType.TOLL_FREE,
+    phonenumbers.PhoneNumberType.PREMIUM_RATE,
+    phonenumbers.PhoneNumberType.VOIP,
+    phonenumbers.PhoneNumberType.UAN,
+)
+
+
+def _separated(rng: random.Random, digits: str) -> str:
+    """``digits`` with visual separators (RFC 3966 §5.1.1) and spaces dropped in at random."""
+    out = []
+    for char in digits:
+        if rng.random() < 0.2:
+            out.append(rng.choice(["-", ".", " ", "(", ")"]))
+        out.append(char)
+    return "".join(out)
+
+
+def _national_significant_numbers(rng: random.Random, region: str) -> list[str]:
+    """Example numbers of every type with random tails (mostly valid, some not), plus random
+    digit strings of every length around the region's."""
+    numbers: list[str] = []
+    for number_type in _TYPES:
+        example = phonenumbers.example_number_for_type(region, number_type)
+        if example is None:
+            continue
+        nsn = phonenumbers.national_significant_number(example)
+        for _ in range(60):
+            keep = rng.randint(max(1, len(nsn) - 8), len(nsn))
+            tail = "".join(rng.choice(DIGITS) for _ in range(len(nsn) - keep))
+            numbers.append(nsn[:keep] + tail)
+        numbers.append(nsn[:-1])  # too short
+        numbers.append(nsn + rng.choice(DIGITS))  # too long
+        numbers.append("0" + nsn)  # leading zero
+    for length in range(1, 19):
+        for _ in range(8):
+            numbers.append("".join(rng.choice(DIGITS) for _ in range(length)))
+    return numbers
+
+
+def _spellings(rng: random.Random, region: str, nsn: str) -> list[str]:
+    """The ways a caller, a softswitch or an operator may write ``nsn`` of ``region``."""
+    country_code = str(phonenumbers.country_code_for_region(region))
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
+    assert metadata is not None
+    trunk = metadata.national_prefix or ""
+    idd = metadata.preferred_international_prefix or "00"
+    national = nsn
+    parsed = phonenumbers.PhoneNumber(country_code=int(country_code), national_number=int(nsn))
+    with_trunk = "".join(
+        c
+        for c in phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.NATIONAL)
+        if c.isdigit()
+    )
+    forms = [
+        national,
+        trunk + national,
+        with_trunk,
+        "+" + country_code + national,
+        "+" + country_code + trunk + national,
+        "00" + country_code + national,
+        idd + country_code + national,
+        "000" + country_code + national,
+        country_code + national,
+        country_code + trunk + national,
+        "+0" + national,
+        "+" + national,
+    ]
+    spelt = [*forms, *(_separated(rng, form) for form in forms)]
+    spelt.append(f"tel:{national};phone-context=+{country_code}")
+    spelt.append(f"tel:{_separated(rng, trunk + national)};phone-context=+{country_code}")
+    spelt.append(f"tel:+{country_code}-{national};user=phone")
+    spelt.append(f"{national};phone-context=example.com")
+    spelt.append(f"tel:{national};ext=12")
+    return spelt
+
+
+def _privacy_look_alikes(rng: random.Random) -> list[str]:
+    texts = []
+    for _ in range(40):
+        tail = "".join(rng.choice(DIGITS) for _ in range(12))
+        for number in ("700" + tail, "700" + tail[:-1], "700" + tail + "1", "170" + tail[:8]):
+            texts += [number, "+86" + number, "0086" + number, "86" + number, "+1" + number]
+            texts.append(_separated(rng, "+86" + number))
+            texts.append(f"tel:{number};phone-context=+86")
+    return texts
+
+
+def _corpus(region: str) -> list[str]:
+    rng = random.Random(f"numbers-{region}")
+    texts = [*_privacy_look_alikes(rng), "", "+", "+ -", "tel:;phone-context=+86", "abc", "1O"]
+    for nsn in _national_significant_numbers(rng, region):
+        texts += _spellings(rng, region, nsn)
+    return list(dict.fromkeys(texts))
+
+
+DIGITS = "0123456789"
+CORPORA = {region: _corpus(region) for region in EQUIVALENCE_REGIONS}
+
+
+def test_the_equivalence_corpus_is_large_and_mixed() -> None:
+    texts = [text for corpus in CORPORA.values() for text in corpus]
+    assert len(texts) > 20_000
+    results = [numbers._normalise_real_general(t, "CN", "700", 15) for t in texts[::7]]
+    problems = {value.split(" (")[0] for ok, value in results if not ok}
+    assert sum(ok for ok, _ in results) > len(results) // 10
+    assert {
+        "empty number",
+        "a privacy number is never a real party number",
+        "impossible phone number: wrong length",
+        "invalid phone number: not an assigned range",
+        "not a phone number",
+    } <= problems
+
+
+@pytest.mark.parametrize("region", EQUIVALENCE_REGIONS)
+def test_real_fast_path_equals_the_general_path(region: str) -> None:
+    fast = numbers._normalise_real.__wrapped__
+    for text in CORPORA[region]:
+        for plan_region in {region, "CN"}:
+            for prefix, length in (("700", 15), ("170", 11)):
+                assert fast(text, plan_region, prefix, length) == (
+                    numbers._normalise_real_general(text, plan_region, prefix, length)
+                ), (text, plan_region, prefix)
+
+
+@pytest.mark.parametrize("region", EQUIVALENCE_REGIONS)
+def test_parse_plain_builds_what_phonenumbers_parse_builds(region: str) -> None:
+    decided = 0
+    for text in CORPORA[region]:
+        digits = text.translate(numbers._VISUAL_SEPARATORS)
+        if not numbers._is_ascii_digits(digits.removeprefix("+")):
+            continue
+        for plan_region in {region, "CN"}:
+            built = numbers._parse_plain(digits, plan_region)
+            if built is None:
+                continue
+            decided += 1
+            assert built == phonenumbers.parse(digits, plan_region), (digits, plan_region)
+    assert decided > len(CORPORA[region]) // 3  # the fast path decides for many of them
+
+
+@pytest.mark.parametrize("region", EQUIVALENCE_REGIONS)
+def test_privacy_fast_path_equals_the_general_path(region: str) -> None:
+    for text in CORPORA[region]:
+        for prefix, length in (("700", 15), ("170", 11), ("86", 10)):
+            assert numbers._privacy_digits(text, prefix, length, region) == (
+                numbers._privacy_digits_general(text, prefix, length, region)
+            ), (text, prefix)
+
+
+@pytest.mark.parametrize("region", EQUIVALENCE_REGIONS)
+def test_national_dial_digits_equal_format_number(region: str) -> None:
+    fast = numbers._national_dial_digits.__wrapped__
+    e164s = {
+        value
+        for text in CORPORA[region]
+        for ok, value in [numbers._normalise_real_general(text, region, "700", 15)]
+        if ok
+    }
+    assert len(e164s) > 300
+    for e164 in e164s:
+        for plan_region in {region, "CN", "US", "CA"}:
+            expected = numbers._national_dial_digits_general(e164, plan_region)
+            assert fast(e164, plan_region) == expected, (e164, plan_region)
+
+
+_NUMBERISH = st.text(alphabet="0123456789+-.() ;=:tel+phone-contextisubx86700", max_size=30)
+
+
+@given(st.text(max_size=40) | _NUMBERISH, st.sampled_from(EQUIVALENCE_REGIONS))
+def test_real_fast_path_equals_the_general_path_on_any_text(text: str, region: str) -> None:
+    fast = numbers._normalise_real.__wrapped__
+    try:
+        expected: object = numbers._normalise_real_general(text, region, "700", 15)
+    except Exception as error:
+        expected = type(error)
+    try:
+        got: object = fast(text, region, "700", 15)
+    except Exception as error:
+        got = type(error)
+    assert got == expected
+    assert numbers._privacy_digits(text, "700", 15, region) == (
+        numbers._privacy_digits_general(text, "700", 15, region)
+    )
+
+
+@given(st.from_regex(r"\+?[0-9]{1,20}", fullmatch=True), st.sampled_from(EQUIVALENCE_REGIONS))
+def test_parse_plain_equals_phonenumbers_parse_on_any_digits(digits: str, region: str) -> None:
+    built = numbers._parse_plain(digits, region)
+    if built is not None:
+        assert built == phonenumbers.parse(digits, region)
