@@ -55,6 +55,9 @@ REASON_PHRASES: Final[dict[int, str]] = {
     604: "Does Not Exist Anywhere", 606: "Not Acceptable",
 }  # fmt: skip
 
+#: Status-Code text → value: the three ASCII digits 100-699 (RFC 3261 §7.2, §25.1), and
+#: nothing else (not "+99", "٢٠٠" or "2_00", which int() would take).
+_STATUS_CODES: Final[dict[str, int]] = {str(code): code for code in range(100, 700)}
 _MANDATORY: Final = ("via", "from", "to", "call-id", "cseq")
 _SINGLE: Final = ("from", "to", "call-id", "cseq", "max-forwards", "content-type")
 _FOLD_CHARS: Final = (" ", "\t")
@@ -614,17 +617,14 @@ def _header_key(raw_name: str) -> tuple[str, str]:
 def _start_line(line: str, headers: list[Header] | None, body: bytes) -> Request | Response:
     """Request-Line or Status-Line (RFC 3261 §7.1, §7.2); single SP separators only."""
     if line[:4] == "SIP/":
-        parts = line.split(" ", 2)
-        version = parts[0]
+        version, _, rest = line.partition(" ")
         if version != SIP_VERSION:
             raise VersionNotSupported(version)
-        code = parts[1] if len(parts) > 1 else ""
-        if len(code) != 3 or not code.isdigit() or not code.isascii():
+        code, _, reason = rest.partition(" ")
+        status = _STATUS_CODES.get(code)
+        if status is None:
             raise BadRequest("status code is not 100-699")
-        status = int(code)
-        if not 100 <= status <= 699:
-            raise BadRequest("status code is not 100-699")
-        return Response(status, parts[2] if len(parts) > 2 else "", headers, body)
+        return Response(status, reason, headers, body)
     parts = line.split(" ")
     if len(parts) != 3:
         raise BadRequest("Request-Line must be: method SP Request-URI SP SIP-Version")
