@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
-from typing import Final, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from proxy.sip.errors import BadRequest
 from proxy.sip.uri import (
@@ -23,7 +23,6 @@ from proxy.sip.uri import (
     param_value,
     parse_host,
     parse_uri,
-    slot_setter,
     split_checked_params,
 )
 
@@ -311,11 +310,9 @@ class Via:
                                 for name, equals, value in (item.partition("="),)
                             ]
                         )
-                via = _new_object(Via)
-                _set_via_transport(via, transport)
-                _set_via_host(via, host)
-                _set_via_port(via, port)
-                _set_via_params(via, params)
+                fields: Any = _ViaFields(transport, host, port, params)
+                fields.__class__ = Via
+                via = fields
         if via is None:
             via = cls.parse_general(text)
         if len(_PARSED_VIAS) >= _PARSED_LIMIT:
@@ -452,11 +449,19 @@ _NAME_ADDR_MATCH: Final = _NAME_ADDR.fullmatch
 _CSEQ_MATCH: Final = _CSEQ.fullmatch
 _VIA_MATCH: Final = _VIA.fullmatch
 _new_tuple = tuple.__new__
-# Building a frozen dataclass through its __init__ costs one object.__setattr__ call
-# per field; the Via fast path sets the slots directly instead (same object, same
-# equality and hash).
-_new_object = object.__new__
-_set_via_transport = slot_setter(Via, "transport")
-_set_via_host = slot_setter(Via, "host")
-_set_via_port = slot_setter(Via, "port")
-_set_via_params = slot_setter(Via, "params")
+
+
+class _ViaFields:
+    """Via's slots under a plain ``__init__``: the fast path fills one and makes it a Via
+    (the same slots, so ``__class__`` may change; a field added to Via and not here makes
+    that assignment raise TypeError on every fast-path parse, which every test would
+    see). Cheaper than a frozen dataclass's guarded ``object.__setattr__`` per field, or
+    a slot descriptor call per field. Never seen outside."""
+
+    __slots__ = ("host", "params", "port", "transport")
+
+    def __init__(self, transport: str, host: str, port: int | None, params: Params) -> None:
+        self.transport = transport
+        self.host = host
+        self.port = port
+        self.params = params

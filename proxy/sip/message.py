@@ -67,6 +67,10 @@ _NAME_KEYS: dict[str, str] = {}
 _NAME_CACHE_LIMIT: Final = 1024
 #: Builds a Header without the Python-level NamedTuple constructor (a hot path).
 _new_header = tuple.__new__
+#: The parsers the typed views call on every message, bound once.
+_parse_name_address = NameAddress.parse
+_parse_via = Via.parse
+_parse_cseq = CSeq.parse
 
 
 class Header(NamedTuple):
@@ -324,7 +328,7 @@ class Message:
                 # every response to it. ``_via_values`` (and its checks) for the rest.
                 value = self._parts[keys.index("via")][2].strip()
                 if value and "," not in value:
-                    top = self._top_via = Via.parse(value)
+                    top = self._top_via = _parse_via(value)
                     return top
             top = self._top_via = Via.parse(self._via_values()[0])
         return top
@@ -334,7 +338,7 @@ class Message:
         """From (RFC 3261 §20.20)."""
         address = self._from
         if address is None:
-            address = self._from = NameAddress.parse(self._required("from"), "From")
+            address = self._from = _parse_name_address(self._required("from"), "From")
         return address
 
     @property
@@ -342,7 +346,7 @@ class Message:
         """To (RFC 3261 §20.39)."""
         address = self._to
         if address is None:
-            address = self._to = NameAddress.parse(self._required("to"), "To")
+            address = self._to = _parse_name_address(self._required("to"), "To")
         return address
 
     @property
@@ -359,7 +363,7 @@ class Message:
     def cseq(self) -> CSeq:
         cseq = self._cseq
         if cseq is None:
-            cseq = self._cseq = CSeq.parse(self._required("cseq"))
+            cseq = self._cseq = _parse_cseq(self._required("cseq"))
         return cseq
 
     @property

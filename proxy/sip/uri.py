@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final, NamedTuple
+from typing import Final, NamedTuple
 from urllib.parse import unquote
 
 from proxy.sip.errors import BadRequest
@@ -220,14 +219,6 @@ class SipUri(NamedTuple):
 
 
 _new_tuple = tuple.__new__
-
-
-def slot_setter(cls: type, field: str) -> Callable[[Any, Any], None]:
-    """The slot descriptor's setter of a frozen ``slots=True`` dataclass field: it sets
-    the field on an instance made by ``object.__new__`` without the frozen guard (one
-    call per field instead of ``__init__``'s guarded ``object.__setattr__``)."""
-    setter: Callable[[Any, Any], None] = cls.__dict__[field].__set__
-    return setter
 
 
 def sip_uri_from_match(
