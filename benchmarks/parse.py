@@ -1,7 +1,8 @@
 """Parse benchmark: privproxy's SIP parser beside sipmessage, in one run.
 
 Prints messages per second (median of RUNS runs of N iterations each) for
-  parse            parse() alone (lazy: splits the head into raw header lines)
+  parse            parse() alone (lazy: splits the head into header lines and their
+                   keys; Header records and typed values wait until asked for)
   parse+typed      parse() then From/To URIs and tags, every Via branch, CSeq number and
                    method, Call-ID (each view read once on both sides)
   +R-URI           parse+typed and, on our side, the Request-URI too (sipmessage's parse()
