@@ -338,7 +338,12 @@ class Message:
         """From (RFC 3261 §20.20)."""
         address = self._from
         if address is None:
-            address = self._from = _parse_name_address(self._required("from"), "From")
+            keys = self._keys
+            if keys is not None and self._headers is None and keys.count("from") == 1:
+                text = self._parts[keys.index("from")][2].strip()  # _required, written out
+            else:
+                text = self._required("from")
+            address = self._from = _parse_name_address(text, "From")
         return address
 
     @property
@@ -346,7 +351,12 @@ class Message:
         """To (RFC 3261 §20.39)."""
         address = self._to
         if address is None:
-            address = self._to = _parse_name_address(self._required("to"), "To")
+            keys = self._keys
+            if keys is not None and self._headers is None and keys.count("to") == 1:
+                text = self._parts[keys.index("to")][2].strip()  # _required, written out
+            else:
+                text = self._required("to")
+            address = self._to = _parse_name_address(text, "To")
         return address
 
     @property
@@ -363,7 +373,12 @@ class Message:
     def cseq(self) -> CSeq:
         cseq = self._cseq
         if cseq is None:
-            cseq = self._cseq = _parse_cseq(self._required("cseq"))
+            keys = self._keys
+            if keys is not None and self._headers is None and keys.count("cseq") == 1:
+                text = self._parts[keys.index("cseq")][2].strip()  # _required, written out
+            else:
+                text = self._required("cseq")
+            cseq = self._cseq = _parse_cseq(text)
         return cseq
 
     @property
