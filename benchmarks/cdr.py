@@ -11,9 +11,9 @@ What it measures, and prints:
   1,000,000) written by ``export_records`` to a file with its manifest (file SHA-256
   included), for CSV and JSON Lines (target ≥ 100,000/s), each run three ways: the row-by-row
   Python reference, the SQL renderer in this process alone (``workers=1``), and the default
-  (SQL renderer with one worker process per CPU). Wall-clock medians of ``--repeat`` runs,
-  with rows per CPU second counting this process and its worker processes, and whether every
-  way wrote the same bytes;
+  (SQL renderer with one worker process per CPU but one, so none on 2 CPUs). Wall-clock
+  medians of ``--repeat`` runs, with rows per CPU second counting this process and its worker
+  processes, and whether every way wrote the same bytes;
 - rows/s of ``verify`` of the CSV export and of ``verify --db`` over the same table.
 
 The machine's load average is printed beside the figures, since this machine is shared: a

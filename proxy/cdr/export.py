@@ -733,7 +733,11 @@ _WORKER_EXIT_S: Final = 10.0
 
 
 def _default_workers() -> int:
-    return max(1, min(os.cpu_count() or 1, _MAX_WORKERS))
+    """One worker per CPU but one: this process copies and hashes the parts meanwhile, and
+    the proxy itself often runs on the same machine. On 2 CPUs that is no worker at all:
+    measured with benchmarks/cdr.py on a shared 2-CPU machine, two workers beside this
+    process cost more wall time than they saved."""
+    return max(1, min((os.cpu_count() or 1) - 1, _MAX_WORKERS))
 
 
 def _database_file(conn: sqlite3.Connection) -> str:
@@ -908,7 +912,8 @@ def export_records(
 
     ``workers``: processes rendering a SQL export of at least ``_PARALLEL_MIN_ROWS``
     records from a database file in parallel (see "Rendering in parallel"); by default one
-    per CPU, at most ``_MAX_WORKERS``; 1 renders in this process alone. The bytes written
+    per CPU but one (``_default_workers``), at most ``_MAX_WORKERS``; 1 renders in this
+    process alone. The bytes written
     are the same either way."""
     if renderer == "auto":
         renderer = "sql"
