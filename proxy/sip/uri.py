@@ -345,8 +345,8 @@ Uri = SipUri | TelUri | AbsoluteUri
 #: in-dialog request repeats. URIs are frozen, so one parse serves every message with
 #: the same text. Only successful parses without URI headers are kept (whether headers
 #: are allowed depends on where the URI stands); emptied when full, so that a peer
-#: sending endless distinct URIs cannot grow it.
-_PARSED_LIMIT: Final = 4096
+#: sending endless distinct URIs cannot grow it. Small, as ``address._PARSED_LIMIT``.
+_PARSED_LIMIT: Final = 256
 _PARSED_URIS: dict[str, Uri] = {}
 
 
