@@ -98,31 +98,6 @@ def _privacy_digits(text: str, prefix: str, length: int, region: str) -> str | N
     return _privacy_in(_bare_number(text)[0], prefix, length, region)
 
 
-def _privacy_digits_general(text: str, prefix: str, length: int, region: str) -> str | None:
-    """``_privacy_digits`` as first written: the reference the fast one is tested against."""
-    number, _ = _split_tel_params(text)
-    digits = number.translate(_VISUAL_SEPARATORS)
-
-    def fits(candidate: str) -> bool:
-        return (
-            len(candidate) == length
-            and candidate.startswith(prefix)
-            and _is_ascii_digits(candidate)
-        )
-
-    country_code, dialled_prefixes = _country_prefixes(region)
-    if digits.startswith("+"):
-        rest = digits[1:].removeprefix(country_code)
-        return rest if rest != digits[1:] and fits(rest) else None
-    if fits(digits):
-        return digits
-    for dialled in dialled_prefixes:
-        rest = digits.removeprefix(dialled)
-        if rest != digits and fits(rest):
-            return rest
-    return None
-
-
 _PRIVACY_IS_NOT_REAL: Final = "a privacy number is never a real party number"
 
 
@@ -133,9 +108,9 @@ def _normalise_real(
     """``(True, e164)`` or ``(False, problem)``; errors are cached too, as strings.
 
     Caching the message instead of the exception keeps a re-raised exception from dragging
-    every earlier traceback along. Same steps and results as ``_normalise_real_general``, with
-    the number split once and ``phonenumbers.parse`` replaced by ``_parse_plain`` when that
-    can tell.
+    every earlier traceback along. Same steps and results as the reference in
+    tests/unit/test_numbers.py, with the number split once and ``phonenumbers.parse``
+    replaced by ``_parse_plain`` when that can tell.
     """
     digits, params = _bare_number(text)
     if _privacy_in(digits, privacy_prefix, privacy_length, region) is not None:
@@ -162,41 +137,6 @@ def _normalise_real(
         return False, f"invalid phone number: not an assigned range ({mask(digits)})"
     e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
     if _privacy_in(e164, privacy_prefix, privacy_length, region) is not None:
-        return False, _PRIVACY_IS_NOT_REAL
-    return True, e164
-
-
-def _normalise_real_general(
-    text: str, region: str, privacy_prefix: str, privacy_length: int
-) -> tuple[bool, str]:
-    """``_normalise_real`` as first written, uncached: the reference the fast one is tested
-    against."""
-    if _privacy_digits_general(text, privacy_prefix, privacy_length, region) is not None:
-        return False, _PRIVACY_IS_NOT_REAL
-    number, params = _split_tel_params(text)
-    if "ext" in params or "isub" in params:
-        return False, "extensions and subaddresses are not supported in a real party number"
-    digits = number.translate(_VISUAL_SEPARATORS)
-    if not digits.removeprefix("+"):
-        return False, "empty number"
-    if not digits.startswith("+"):
-        # RFC 3966 §5.1.5: a local number with a global-number phone-context becomes global
-        # by prefixing the context's digits; a domain-name context leaves it local.
-        context = params.get("phone-context", "").translate(_VISUAL_SEPARATORS)
-        if context.startswith("+") and _is_ascii_digits(context[1:]):
-            digits = context + digits
-    if not _is_ascii_digits(digits.removeprefix("+")):
-        return False, "not a phone number: only digits, '+' and visual separators are allowed"
-    try:
-        parsed = phonenumbers.parse(digits, region)
-    except phonenumbers.NumberParseException:
-        return False, f"not a phone number ({mask(digits)})"
-    if not phonenumbers.is_possible_number(parsed):
-        return False, f"impossible phone number: wrong length ({mask(digits)})"
-    if not phonenumbers.is_valid_number(parsed):
-        return False, f"invalid phone number: not an assigned range ({mask(digits)})"
-    e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
-    if _privacy_digits_general(e164, privacy_prefix, privacy_length, region) is not None:
         return False, _PRIVACY_IS_NOT_REAL
     return True, e164
 
