@@ -38,7 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -439,12 +439,14 @@ def _write_lines_sql(
     return written
 
 
-def _cell_writers(
-    csv_format: bool, cache: dict[int, str]
-) -> tuple[str, Callable[[float | None], str], Callable[[object], str | None]]:
-    """The NULL text, and the writers of a time and of a duration as the reference
-    (``_formatted`` and its encoders) writes them; a duration writer returns None for a
-    value the reference must render (neither a float nor NULL, or in JSON not finite)."""
+def _times_writer(
+    csv_format: bool, separators: Sequence[str], cache: dict[int, str]
+) -> Callable[[float | None, float | None, float | None, float | None, object, object], str | None]:
+    """The writer of a line's cells from ``invite_at`` to ``talk_s`` (``separators``: the
+    text before ring_at, answer_at, end_at, ring_s and talk_s) as the reference
+    (``_formatted`` and its encoders) writes them; it returns None for a duration the
+    reference must render (neither a float nor NULL, or in JSON not finite)."""
+    to_ring, to_answer, to_end, to_ring_s, to_talk_s = separators
     null = "" if csv_format else "null"
     quote = "" if csv_format else '"'
     millis = tuple(f".{n:03d}Z{quote}" for n in range(1000))
@@ -467,7 +469,25 @@ def _cell_writers(
             return repr(d)
         return None
 
-    return null, time_cell, duration_cell
+    def times(
+        invite_at: float | None,
+        ring_at: float | None,
+        answer_at: float | None,
+        end_at: float | None,
+        ring_s: object,
+        talk_s: object,
+    ) -> str | None:
+        ring_text = duration_cell(ring_s)
+        talk_text = duration_cell(talk_s)
+        if ring_text is None or talk_text is None:
+            return None
+        return (
+            f"{time_cell(invite_at)}{to_ring}{time_cell(ring_at)}{to_answer}"
+            f"{time_cell(answer_at)}{to_end}{time_cell(end_at)}"
+            f"{to_ring_s}{ring_text}{to_talk_s}{talk_text}"
+        )
+
+    return times
 
 
 def _masked_lines(
@@ -478,8 +498,9 @@ def _masked_lines(
     (``_formatted``) writes them; a row's ``seq`` where the reference must render it."""
     lines: list[Any] = []
     append = lines.append
-    _, to_callee, _, _, to_ring, to_answer, to_end, to_ring_s, to_talk_s = constants
-    null, time_cell, duration_cell = _cell_writers(csv_format, cache)
+    to_callee = constants[1]
+    times = _times_writer(csv_format, constants[4:], cache)
+    null = "" if csv_format else "null"
     text: Callable[[str], str] = str if csv_format else _JSON_STRING
     for (
         head,
@@ -499,18 +520,15 @@ def _masked_lines(
         if type(head) is int:
             append(head)
             continue
-        ring_text = duration_cell(ring_s)
-        talk_text = duration_cell(talk_s)
-        if ring_text is None or talk_text is None:
+        cells = times(invite_at, ring_at, answer_at, end_at, ring_s, talk_s)
+        if cells is None:
             append(_seq_of(head, csv_format))
             continue
         append(
             f"{head}{text(mask_party(caller))}{to_callee}"
             f"{null if callee is None else text(mask_party(callee))}{to_call_id}"
             f"{null if call_id is None else text(mask_call_id(call_id))}{to_invite}"
-            f"{time_cell(invite_at)}{to_ring}{time_cell(ring_at)}{to_answer}"
-            f"{time_cell(answer_at)}{to_end}{time_cell(end_at)}"
-            f"{to_ring_s}{ring_text}{to_talk_s}{talk_text}{tail}"
+            f"{cells}{tail}"
         )
     return lines
 
@@ -527,22 +545,13 @@ def _unmasked_lines(
     text cell rendered by SQLite."""
     lines: list[Any] = []
     append = lines.append
-    _, to_ring, to_answer, to_end, to_ring_s, to_talk_s = constants
-    _, time_cell, duration_cell = _cell_writers(csv_format, cache)
+    times = _times_writer(csv_format, constants[1:], cache)
     for head, invite_at, ring_at, answer_at, end_at, ring_s, talk_s, tail in chunk:
         if type(head) is int:
             append(head)
             continue
-        ring_text = duration_cell(ring_s)
-        talk_text = duration_cell(talk_s)
-        if ring_text is None or talk_text is None:
-            append(_seq_of(head, csv_format))
-            continue
-        append(
-            f"{head}{time_cell(invite_at)}{to_ring}{time_cell(ring_at)}{to_answer}"
-            f"{time_cell(answer_at)}{to_end}{time_cell(end_at)}"
-            f"{to_ring_s}{ring_text}{to_talk_s}{talk_text}{tail}"
-        )
+        cells = times(invite_at, ring_at, answer_at, end_at, ring_s, talk_s)
+        append(_seq_of(head, csv_format) if cells is None else f"{head}{cells}{tail}")
     return lines
 
 
