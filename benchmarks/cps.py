@@ -137,6 +137,16 @@ class Kamailio:
             self.process.wait(5)
 
 
+def caller_load(rate: int, calls: int, seconds: float, talk_ms: int) -> tuple[str, ...]:
+    """SIPp options of the calling side: ``calls`` calls at ``rate``/s, ``talk_ms`` each,
+    round trips traced, bounded in time."""
+    return (
+        "-r", str(rate), "-m", str(calls), "-d", str(talk_ms), "-l", str(rate * 4),
+        "-trace_rtt", "-rtt_freq", "1", "-timeout", str(int(seconds * 3 + 30)),
+        "-timeout_error",
+    )  # fmt: skip
+
+
 def run_kamailio_step(workdir: Path, rate: int, seconds: float, talk_ms: int) -> Step:
     """The same SIPp pair through Kamailio at ``rate``; CPU of all its processes."""
     calls = max(1, int(rate * seconds))
@@ -151,12 +161,8 @@ def run_kamailio_step(workdir: Path, rate: int, seconds: float, talk_ms: int) ->
         local_port=free_port(),
         remote_port=kamailio.port,
         keys={"caller": A.removeprefix("+86"), "dialed": B.removeprefix("+86")},
-        extra=(
-            "-r", str(rate), "-m", str(calls), "-d", str(talk_ms), "-l", str(rate * 4),
-            "-trace_rtt", "-rtt_freq", "1", "-timeout", str(int(seconds * 3 + 30)),
-            "-timeout_error",
-        ),
-    )  # fmt: skip
+        extra=caller_load(rate, calls, seconds, talk_ms),
+    )
     uac.wait(seconds * 3 + 40)
     cpu = kamailio.cpu_seconds() - before
     uas.wait(10)
@@ -179,12 +185,8 @@ def run_step(workdir: Path, target: int | None, rate: int, seconds: float, talk_
         local_port=free_port(),
         remote_port=remote,
         keys={"caller": A.removeprefix("+86"), "dialed": X if proxy else B},
-        extra=(
-            "-r", str(rate), "-m", str(calls), "-d", str(talk_ms), "-l", str(rate * 4),
-            "-trace_rtt", "-rtt_freq", "1", "-timeout", str(int(seconds * 3 + 30)),
-            "-timeout_error",
-        ),
-    )  # fmt: skip
+        extra=caller_load(rate, calls, seconds, talk_ms),
+    )
     uac.wait(seconds * 3 + 40)
     cpu = cpu_seconds(proxy.process.pid) - cpu_before if proxy and cpu_before is not None else None
     uas.wait(10)
