@@ -19,7 +19,6 @@ from bindings.models import (
     UNSET,
     Allocation,
     Binding,
-    BindingError,
     BindingModel,
     BindingNotFound,
     BindingStatus,
@@ -38,7 +37,7 @@ from bindings.models import (
     updated_binding,
     validate_new_binding,
 )
-from bindings.store import AddThroughAllocate, new_binding_id
+from bindings.store import AddThroughAllocate, new_binding_id, numbers_to_pool
 
 
 @dataclass
@@ -270,9 +269,7 @@ class MemoryBindingStore(AddThroughAllocate):
         city: str | None = None,
         actor: str = "cli",
     ) -> PoolAddResult:
-        if tenant == "":
-            raise BindingError("tenant must not be empty", field="tenant")
-        unique = list(dict.fromkeys(numbers))
+        unique = numbers_to_pool(numbers, tenant)
         added = 0
         for x in unique:
             if x in self._pool:

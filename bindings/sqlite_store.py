@@ -45,7 +45,7 @@ from bindings.models import (
     updated_binding,
     validate_new_binding,
 )
-from bindings.store import AddThroughAllocate, new_binding_id
+from bindings.store import AddThroughAllocate, new_binding_id, numbers_to_pool
 from proxy import audit
 from proxy.db import open_database, transaction, where_clause
 
@@ -516,9 +516,7 @@ class SqliteBindingStore(AddThroughAllocate):
         city: str | None = None,
         actor: str = "cli",
     ) -> PoolAddResult:
-        if tenant == "":
-            raise BindingError("tenant must not be empty", field="tenant")
-        unique = list(dict.fromkeys(numbers))
+        unique = numbers_to_pool(numbers, tenant)
         with transaction(self._conn):
             if tenant is not None:
                 self._conn.execute(

@@ -48,6 +48,14 @@ _BINDING_ID_PREFIX: Final = "b_"
 _BINDING_ID_BYTES: Final = 15
 
 
+def numbers_to_pool(numbers: Sequence[str], tenant: str | None) -> list[str]:
+    """The numbers of an ``add_numbers`` call, each once, in the order given; an empty
+    tenant is refused (None means the shared pool)."""
+    if tenant == "":
+        raise BindingError("tenant must not be empty", field="tenant")
+    return list(dict.fromkeys(numbers))
+
+
 def new_binding_id() -> str:
     """A fresh, unguessable binding id: ``b_`` + 20 url-safe characters."""
     return _BINDING_ID_PREFIX + secrets.token_urlsafe(_BINDING_ID_BYTES)
