@@ -440,20 +440,27 @@ class SqliteBindingStore(AddThroughAllocate):
         return ended
 
     def find_for_call(self, x: str, caller: str, now: float) -> Binding | None:
-        return self.route_for_call(x, caller, now)[0]
+        return self._find(x, caller, now)[0]
 
     def route_for_call(self, x: str, caller: str, now: float) -> tuple[Binding | None, bool]:
         """``find_for_call`` and whether the caller or a party of the binding found is on
         the blocklist at ``now``: what routing a call needs, in one statement when the
         binding is live (every call that goes through)."""
+        binding, blocked = self._find(x, caller, now)
+        if blocked is None:
+            parties = {caller} if binding is None else {caller, binding.a, binding.b}
+            blocked = any(is_blocked(self._conn, number, now) for number in parties)
+        return binding, blocked
+
+    def _find(self, x: str, caller: str, now: float) -> tuple[Binding | None, bool | None]:
+        """The binding ``find_for_call`` names and, when it is live, the blocklist verdict
+        on its parties read with it (None otherwise)."""
         params = {"x": x, "caller": caller, "now": now}
         row = self._conn.execute(_FIND_LIVE, params).fetchone()
         if row is not None:
             return _binding_from_row(row[:-1]), bool(row[-1])
         row = self._conn.execute(_FIND_LATEST, params).fetchone()
-        binding = None if row is None else _binding_from_row(row)
-        parties = {caller} if binding is None else {caller, binding.a, binding.b}
-        return binding, any(is_blocked(self._conn, number, now) for number in parties)
+        return (None if row is None else _binding_from_row(row)), None
 
     def list(
         self,
