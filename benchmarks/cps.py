@@ -2,6 +2,7 @@
 directly (the ceiling of this machine). Prints figures; asserts nothing.
 
     python benchmarks/cps.py [--rates 100,200,...] [--step-seconds 5] [--talk-ms 1000]
+                             [--cpu-calls 1000] [--cpu-rates 100,400] [--no-kamailio]
 
 A rate counts as held only with zero failed calls and zero retransmissions on both SIPp
 sides (design.md §5): a saturated proxy can complete calls through retransmissions while
@@ -220,6 +221,34 @@ def ramp(
     return steps
 
 
+def cpu_per_call(workdir: Path, rate: int, calls: int, talk_ms: int, kamailio: bool) -> None:
+    """Print CPU per call at ``rate``: three privproxy runs, each followed by a Kamailio
+    run when ``kamailio``, so that a spell of load on a shared machine falls on both."""
+    print(f"CPU per call at {rate} calls/s ({calls} calls, {talk_ms} ms talk):", flush=True)
+    for attempt in range(3):
+        step = run_step(workdir / f"cpu-{rate}-{attempt}", 0, rate, calls / rate, talk_ms)
+        per_call = (step.cpu_s or 0) / max(1, step.uac.successful) * 1000
+        median = step.uac.median_rtt_ms
+        print(
+            f"  run {attempt + 1}: {per_call:.3f} ms CPU/call, {step.uac.successful} ok, "
+            f"{step.uac.failed} failed, "
+            f"retrans {step.uac.retransmissions}/{step.uas.retransmissions}, "
+            f"median INVITE->200 {median if median is not None else '-'} ms",
+            flush=True,
+        )
+        if kamailio:
+            step = run_kamailio_step(
+                workdir / f"kamailio-{rate}-{attempt}", rate, calls / rate, talk_ms
+            )
+            per_call = (step.cpu_s or 0) / max(1, step.uac.successful) * 1000
+            print(
+                f"  Kamailio run {attempt + 1}: {per_call:.3f} ms CPU/call, "
+                f"{step.uac.successful} ok, {step.uac.failed} failed, "
+                f"median INVITE->200 {step.uac.median_rtt_ms} ms",
+                flush=True,
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -227,45 +256,26 @@ def main() -> None:
     parser.add_argument("--rates", default="100,200,300,400,500,600,800,1000")
     parser.add_argument("--step-seconds", type=float, default=5.0)
     parser.add_argument(
-        "--cpu-calls", type=int, default=1000, help="calls at 100/s for CPU per call"
+        "--cpu-calls", type=int, default=1000, help="calls per run for CPU per call"
+    )
+    parser.add_argument(
+        "--cpu-rates",
+        default="100",
+        help="rates for CPU per call (the issue's figure is at 100; e.g. 100,400 shows how "
+        "much of it is the cost of waking from idle, for both proxies)",
     )
     parser.add_argument("--talk-ms", type=int, default=1000)
     parser.add_argument("--no-kamailio", action="store_true", help="skip the Kamailio peer")
     args = parser.parse_args()
     rates = [int(r) for r in args.rates.split(",")]
+    cpu_rates = [int(r) for r in args.cpu_rates.split(",")]
     with tempfile.TemporaryDirectory(prefix="privproxy-cps-") as tmp:
         workdir = Path(tmp)
-        print(
-            f"CPU per call at 100 calls/s ({args.cpu_calls} calls, {args.talk_ms} ms talk):",
-            flush=True,
-        )
         kamailio = shutil.which(KAMAILIO) is not None and not args.no_kamailio
         if not kamailio:
             print("  Kamailio: not installed (apt-get install kamailio) or --no-kamailio")
-        # privproxy's runs and Kamailio's alternate, so that a spell of load on a shared
-        # machine falls on both.
-        for attempt in range(3):
-            step = run_step(workdir / f"cpu-{attempt}", 0, 100, args.cpu_calls / 100, args.talk_ms)
-            per_call = (step.cpu_s or 0) / max(1, step.uac.successful) * 1000
-            median = step.uac.median_rtt_ms
-            print(
-                f"  run {attempt + 1}: {per_call:.3f} ms CPU/call, {step.uac.successful} ok, "
-                f"{step.uac.failed} failed, "
-                f"retrans {step.uac.retransmissions}/{step.uas.retransmissions}, "
-                f"median INVITE->200 {median if median is not None else '-'} ms",
-                flush=True,
-            )
-            if kamailio:
-                step = run_kamailio_step(
-                    workdir / f"kamailio-{attempt}", 100, args.cpu_calls / 100, args.talk_ms
-                )
-                per_call = (step.cpu_s or 0) / max(1, step.uac.successful) * 1000
-                print(
-                    f"  Kamailio run {attempt + 1}: {per_call:.3f} ms CPU/call, "
-                    f"{step.uac.successful} ok, {step.uac.failed} failed, "
-                    f"median INVITE->200 {step.uac.median_rtt_ms} ms",
-                    flush=True,
-                )
+        for rate in cpu_rates:
+            cpu_per_call(workdir, rate, args.cpu_calls, args.talk_ms, kamailio)
         direct = run_step(workdir / "direct-cpu", None, 100, args.cpu_calls / 100, args.talk_ms)
         print(f"  direct SIPp pair: median INVITE->200 {direct.uac.median_rtt_ms} ms", flush=True)
         print("Highest rate with zero failures and zero retransmissions:", flush=True)
