@@ -30,15 +30,12 @@ import csv
 import hashlib
 import io
 import json
-import os
-import pickle
+import queue
 import re
 import sqlite3
-import subprocess
-import sys
-import tempfile
+import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -48,8 +45,16 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from proxy import audit
 from proxy.cdr.checkpoint import latest_checkpoint, public_key_id
-from proxy.cdr.record import mask_call_id, mask_party
-from proxy.db import connect, transaction
+
+# The masks' own building blocks, so that the export's fast paths cannot drift from them.
+from proxy.cdr.record import (
+    _NUMBER_RUN,
+    PURGED_PREFIX,
+    _country_code_size,
+    mask_call_id,
+    mask_party,
+)
+from proxy.db import transaction
 
 ExportFormat = Literal["csv", "jsonl"]
 MANIFEST_VERSION: Final = 1
@@ -297,6 +302,7 @@ def _write_jsonl(
 # to the same bytes.
 
 _TIME_COLUMNS: Final = frozenset(RECORD_COLUMNS[i] for i in _TIME_INDEXES)
+_FREE_TEXT_COLUMNS: Final = frozenset(RECORD_COLUMNS[i] for i in _FREE_TEXT)
 _TEXT_COLUMNS: Final = tuple(
     c
     for c in UNMASKED_COLUMNS
@@ -354,20 +360,36 @@ class _LineSql:
         return f"{'{' if index == 0 else ','}{json.dumps(column)}:"
 
     def select(self, where: str) -> str:
-        fetched = [f"CASE WHEN {self._row_ok()} THEN {self.segments[0]} ELSE seq END"]
+        fetched = [f"CASE WHEN {self._needs_reference()} THEN seq ELSE {self.segments[0]} END"]
         for cell, segment in zip(self.python_cells, self.segments[1:], strict=True):
             fetched.append(cell)
             if segment:
                 fetched.append(segment)
         return f"SELECT {', '.join(fetched)} FROM cdrs{where} ORDER BY seq"
 
-    def _row_ok(self) -> str:
-        kinds = ", ".join(f"typeof({c})" for c in self.sql_columns if c in _TEXT_COLUMNS)
-        return " AND ".join(
+    def _needs_reference(self) -> str:
+        """True where SQLite cannot render the row as the reference does: a blob in a text
+        column, a status that is not an integer, and in CSV a free-text cell that starts
+        like a formula (the reference writes it with a leading ``'``).
+
+        Comparisons, not function calls, as they cost one step of SQLite's machine each (NULL
+        for NULL, and CASE takes NULL as false): a blob sorts after every number and text,
+        so ``column >= x''`` holds for a blob alone; the formula starts (tab, CR, ``'``,
+        ``+``, ``-`` below ``'0'``, ``=`` and ``@`` between ``'='`` and ``'A'``) are found by
+        the byte order of the cell's first character, with a few other rare first
+        characters that send their line to the reference for nothing."""
+        blobs = [f"{c} >= x''" for c in self.sql_columns if c in _TEXT_COLUMNS]
+        formulas = [
+            f"({c} < '0' AND {c} <> '') OR ({c} >= '=' AND {c} < 'A')"
+            for c in self.sql_columns
+            if self.csv and c in _FREE_TEXT_COLUMNS
+        ]
+        return " OR ".join(
             (
-                f"min({kinds}) <> 'blob'",
-                "typeof(sip_status) = 'integer'",
-                "typeof(q850_cause) IN ('integer', 'null')",
+                *blobs,
+                *formulas,
+                "typeof(sip_status) <> 'integer'",
+                "typeof(q850_cause) NOT IN ('integer', 'null')",
             )
         )
 
@@ -378,8 +400,8 @@ class _LineSql:
             return "iif(redaction IS NULL, 'false', 'true')"
         if column in ("sip_status", "q850_cause"):
             return f"coalesce({column}, {self.null})"
-        # CSV: a cell that needs quoting or starts like a formula sends its line to the
-        # reference (``_csv_plain``).
+        # CSV: a cell that needs quoting sends its line to the reference (``_csv_unquoted``),
+        # as does one that starts like a formula (``_needs_reference``).
         return f"coalesce({column}, '')" if self.csv else f"json_quote({column})"
 
 
@@ -389,46 +411,39 @@ _DURATIONS: Final = frozenset({"ring_s", "talk_s"})
 
 def _write_lines_sql(
     conn: sqlite3.Connection,
-    out: _TextSink,
+    out: _HashingFile,
     selection: ExportFilter,
     fmt: ExportFormat,
     unmask: bool,
     progress: Callable[[int], None] | None,
-    seqs: tuple[int, int] | None = None,
 ) -> int:
-    """Write the lines of the selected records (with ``first <= seq < end`` given
-    ``seqs``) as ``_LineSql`` and ``_masked_lines`` or ``_unmasked_lines`` render them (see
-    above); return how many."""
+    """Write the lines of the selected records as ``_LineSql`` and ``_masked_lines`` or
+    ``_unmasked_lines`` render them (see above); return how many."""
     columns = UNMASKED_COLUMNS if unmask else RECORD_COLUMNS
     where, params = selection.where()
-    if seqs is not None:
-        where = f"{where}{' AND' if where else ' WHERE'} seq >= ? AND seq < ?"
-        params = [*params, *seqs]
     csv_format = fmt == "csv"
     separators = len(columns) - 1
     written = 0
     line_sql = _LineSql(fmt, unmask)
     cursor = conn.execute(line_sql.select(where), params)
     render = _unmasked_lines if unmask else _masked_lines
-    write = out.write
+    cells = _CellWriter(csv_format)
+    constants = line_sql.constants
     tick = 0
-    cache: dict[int, str] = {}
     while chunk := cursor.fetchmany(_FETCH_ROWS):
-        if len(cache) > 100_000:
-            cache.clear()
         try:
-            lines = render(chunk, csv_format, line_sql.constants, cache)
+            lines = render(chunk, constants, cells)
         except (TypeError, ValueError, OverflowError, AttributeError, OSError):
             # A value the reference cannot write either: the reference renders the whole
             # chunk, so that the error raised is the one of the first such record.
             lines = [head if type(head) is int else _seq_of(head, csv_format) for head, *_ in chunk]
         try:
-            text = "".join(lines)
+            data: bytes | None = "".join(lines).encode()
         except TypeError:  # a seq in place of a line
-            text = None
-        if text is None or (csv_format and not _csv_plain(text, len(lines), separators)):
-            text = "".join(_with_reference_lines(conn, lines, fmt, unmask, separators))
-        write(text)
+            data = None
+        if data is None or (csv_format and not _csv_unquoted(data, len(lines), separators)):
+            data = "".join(_with_reference_lines(conn, lines, fmt, unmask, separators)).encode()
+        out.write_bytes(data)
         written += len(chunk)
         tick += len(chunk)
         if progress is not None and tick >= _PROGRESS_ROWS:
@@ -439,75 +454,106 @@ def _write_lines_sql(
     return written
 
 
-def _times_writer(
-    csv_format: bool, separators: Sequence[str], cache: dict[int, str]
-) -> Callable[[float | None, float | None, float | None, float | None, object, object], str | None]:
-    """The writer of a line's cells from ``invite_at`` to ``talk_s`` (``separators``: the
-    text before ring_at, answer_at, end_at, ring_s and talk_s) as the reference
-    (``_formatted`` and its encoders) writes them; it returns None for a duration the
-    reference must render (neither a float nor NULL, or in JSON not finite)."""
-    to_ring, to_answer, to_end, to_ring_s, to_talk_s = separators
-    null = "" if csv_format else "null"
-    quote = "" if csv_format else '"'
-    millis = tuple(f".{n:03d}Z{quote}" for n in range(1000))
+class _CellWriter:
+    """The cells a ``_LineSql`` line leaves to Python, written as the reference (``_formatted``
+    and its encoders) writes them: times, durations, and the masks of a masked export.
 
-    def time_cell(t: float | None) -> str:
+    The masks take a fast path for the common forms and call the reference's own function
+    for any other: an E.164 ``caller``/``callee`` with a national number of 8 digits or more
+    (``mask_party``'s fast path, its country code looked up once per three digits), and an
+    ``a_call_id`` whose digit runs (``_NUMBER_RUN``) are none, or one run of 8 digits or more
+    (``mask_call_id``)."""
+
+    def __init__(self, csv_format: bool) -> None:
+        self.csv_format = csv_format
+        self.null = "" if csv_format else "null"
+        self.quote = "" if csv_format else '"'
+        self.text: Callable[[str], str] = str if csv_format else _JSON_STRING
+        self.millis = tuple(f".{n:03d}Z{self.quote}" for n in range(1000))
+        self.moments: dict[int, str] = {}
+        self.national_starts: dict[str, int] = {}
+
+    def time(self, t: float | None) -> str:
         if t is None:
-            return null
+            return self.null
         seconds, rest = divmod(round(t * 1000), 1000)
-        moment = cache.get(seconds)
+        moment = self.moments.get(seconds)
         if moment is None:
-            moment = cache[seconds] = quote + iso_ms(seconds * 1000)[:19]
-        return moment + millis[rest]
+            if len(self.moments) > 100_000:
+                self.moments.clear()
+            moment = self.moments[seconds] = self.quote + iso_ms(seconds * 1000)[:19]
+        return moment + self.millis[rest]
 
-    def duration_cell(d: object) -> str | None:
+    def duration(self, d: object) -> str | None:
+        """None for a duration the reference must render (neither a float nor NULL, or in
+        JSON not finite)."""
         if d is None:
-            return null
+            return self.null
         if type(d) is int:  # a whole REAL through a sorter (see ``_formatted``)
             d = float(d)
-        if type(d) is float and (csv_format or d - d == 0):
+        if type(d) is float and (self.csv_format or d - d == 0):
             return repr(d)
         return None
 
-    def times(
-        invite_at: float | None,
-        ring_at: float | None,
-        answer_at: float | None,
-        end_at: float | None,
-        ring_s: object,
-        talk_s: object,
-    ) -> str | None:
-        ring_text = duration_cell(ring_s)
-        talk_text = duration_cell(talk_s)
-        if ring_text is None or talk_text is None:
-            return None
-        return (
-            f"{time_cell(invite_at)}{to_ring}{time_cell(ring_at)}{to_answer}"
-            f"{time_cell(answer_at)}{to_end}{time_cell(end_at)}"
-            f"{to_ring_s}{ring_text}{to_talk_s}{talk_text}"
-        )
+    def party(self, value: str) -> str:
+        if value[:1] == "+" and len(value) > 4 and value[1:].isdigit():
+            start = self.national_starts.get(value[1:4])
+            if start is None:
+                start = self.national_starts[value[1:4]] = 1 + _country_code_size(value[1:4])
+            if len(value) - start >= 8:
+                return f"{value[start : start + 3]}****{value[-4:]}"
+        return mask_party(value)
 
-    return times
+    def call_id_cell(self, value: str) -> str | None:
+        """The masked A-leg Call-ID as a cell; None in CSV where it starts like a formula
+        (the reference writes it with a leading ``'``)."""
+        masked = self.call_id(value)
+        if self.csv_format:
+            return None if masked[:1] in _FORMULA_START else masked
+        return _JSON_STRING(masked)
+
+    def call_id(self, value: str) -> str:
+        found = _number_run(value)
+        if found is None:
+            return value
+        run = found.group()
+        end = found.end()
+        if (
+            len(run) >= 8
+            and run.isdigit()
+            and value[:2] != PURGED_PREFIX
+            and _number_run(value, end) is None
+        ):
+            return f"{value[: found.start()]}{run[:3]}****{run[-4:]}{value[end:]}"
+        return mask_call_id(value)
 
 
-def _masked_lines(
-    chunk: list[Any], csv_format: bool, constants: list[str], cache: dict[int, str]
-) -> list[Any]:
-    """Lines from ``_LineSql`` rows of a masked export: numbers masked by ``mask_party``,
-    the A leg's Call-ID by ``mask_call_id``, times and durations as the reference
+_number_run: Final = _NUMBER_RUN.search
+
+
+def _masked_lines(chunk: list[Any], constants: list[str], cells: _CellWriter) -> list[Any]:
+    """Lines from ``_LineSql`` rows of a masked export: numbers masked as ``mask_party``,
+    the A leg's Call-ID as ``mask_call_id``, times and durations as the reference
     (``_formatted``) writes them; a row's ``seq`` where the reference must render it."""
     lines: list[Any] = []
     append = lines.append
     to_callee = constants[1]
-    times = _times_writer(csv_format, constants[4:], cache)
-    null = "" if csv_format else "null"
-    text: Callable[[str], str] = str if csv_format else _JSON_STRING
+    to_ring, to_answer, to_end, to_ring_s, to_talk_s = constants[4:]
+    csv_format = cells.csv_format
+    null = cells.null
+    text, party, call_id_cell, time, duration = (
+        cells.text,
+        cells.party,
+        cells.call_id_cell,
+        cells.time,
+        cells.duration,
+    )
     for (
         head,
         caller,
         callee,
         to_call_id,
-        call_id,
+        a_call_id,
         to_invite,
         invite_at,
         ring_at,
@@ -520,15 +566,18 @@ def _masked_lines(
         if type(head) is int:
             append(head)
             continue
-        cells = times(invite_at, ring_at, answer_at, end_at, ring_s, talk_s)
-        if cells is None:
+        ring_text = duration(ring_s)
+        talk_text = duration(talk_s)
+        call_id_text = null if a_call_id is None else call_id_cell(a_call_id)
+        if ring_text is None or talk_text is None or call_id_text is None:
             append(_seq_of(head, csv_format))
             continue
         append(
-            f"{head}{text(mask_party(caller))}{to_callee}"
-            f"{null if callee is None else text(mask_party(callee))}{to_call_id}"
-            f"{null if call_id is None else text(mask_call_id(call_id))}{to_invite}"
-            f"{cells}{tail}"
+            f"{head}{text(party(caller))}{to_callee}"
+            f"{null if callee is None else text(party(callee))}{to_call_id}"
+            f"{call_id_text}{to_invite}"
+            f"{time(invite_at)}{to_ring}{time(ring_at)}{to_answer}{time(answer_at)}"
+            f"{to_end}{time(end_at)}{to_ring_s}{ring_text}{to_talk_s}{talk_text}{tail}"
         )
     return lines
 
@@ -538,20 +587,27 @@ def _seq_of(head: str, csv_format: bool) -> int:
     return int(head[: head.index(",")] if csv_format else head[7 : head.index(",")])
 
 
-def _unmasked_lines(
-    chunk: list[Any], csv_format: bool, constants: list[str], cache: dict[int, str]
-) -> list[Any]:
+def _unmasked_lines(chunk: list[Any], constants: list[str], cells: _CellWriter) -> list[Any]:
     """Lines from ``_LineSql`` rows of an unmasked export: as ``_masked_lines``, with every
     text cell rendered by SQLite."""
     lines: list[Any] = []
     append = lines.append
-    times = _times_writer(csv_format, constants[1:], cache)
+    to_ring, to_answer, to_end, to_ring_s, to_talk_s = constants[1:]
+    csv_format = cells.csv_format
+    time, duration = cells.time, cells.duration
     for head, invite_at, ring_at, answer_at, end_at, ring_s, talk_s, tail in chunk:
         if type(head) is int:
             append(head)
             continue
-        cells = times(invite_at, ring_at, answer_at, end_at, ring_s, talk_s)
-        append(_seq_of(head, csv_format) if cells is None else f"{head}{cells}{tail}")
+        ring_text = duration(ring_s)
+        talk_text = duration(talk_s)
+        if ring_text is None or talk_text is None:
+            append(_seq_of(head, csv_format))
+            continue
+        append(
+            f"{head}{time(invite_at)}{to_ring}{time(ring_at)}{to_answer}{time(answer_at)}"
+            f"{to_end}{time(end_at)}{to_ring_s}{ring_text}{to_talk_s}{talk_text}{tail}"
+        )
     return lines
 
 
@@ -566,6 +622,17 @@ def _csv_plain(text: str, lines: int, separators: int) -> bool:
         and "\0" not in text
         and _FORMULA_CELL.search(text) is None
     )
+
+
+def _csv_unquoted(data: bytes, lines: int, separators: int) -> bool:
+    """Whether ``lines`` CSV lines joined in ``data`` (UTF-8) hold no cell that needs quoting:
+    each line has its ``separators`` commas and its CR LF, and no cell adds a comma, CR, LF,
+    quote or NUL, so deleting those leaves exactly that many bytes fewer (one pass in C).
+    Formula-like cells are found before: by SQL (``_LineSql``) and ``_CellWriter``."""
+    return len(data) - len(data.translate(None, _CSV_SPECIALS)) == lines * (separators + 2)
+
+
+_CSV_SPECIALS: Final = b',\r\n"\0'
 
 
 # A free-text cell is never a line's first (that is seq), so in a plain text (``_csv_plain``'s
@@ -618,7 +685,12 @@ _PROGRESS_ROWS: Final = 10_000
 class _HashingFile:
     """A text sink writing UTF-8 to a binary file and hashing it on the way, in blocks of
     about ``_BLOCK_CHARS``: the manifest gets the file's SHA-256 and size without reading
-    the file back."""
+    the file back.
+
+    A thread of its own hashes and writes the blocks: both release the GIL (hashlib for any
+    block of 2 KiB or more), so on a second core they overlap the rendering of the next
+    block. Used as a context manager: leaving it writes what is pending and waits for the
+    thread; an error of the thread is raised in the exporting one."""
 
     def __init__(self, binary: BinaryIO) -> None:
         self._binary = binary
@@ -626,6 +698,35 @@ class _HashingFile:
         self._pending: list[str] = []
         self._pending_chars = 0
         self.size = 0
+        self._blocks: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._room = threading.Semaphore(_BLOCKS_IN_FLIGHT)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._drain, name="cdr-export-writer")
+
+    def __enter__(self) -> _HashingFile:
+        self._thread.start()
+        return self
+
+    def __exit__(self, kind: object, error: object, trace: object) -> None:
+        try:
+            if kind is None:
+                self.flush()
+        finally:
+            self._blocks.put(None)
+            self._thread.join()
+        if kind is None and self._error is not None:
+            raise self._error
+
+    def _drain(self) -> None:
+        while (block := self._blocks.get()) is not None:
+            try:
+                if self._error is None:
+                    self._digest.update(block)
+                    self._binary.write(block)
+            except BaseException as exc:  # raised in the exporting thread
+                self._error = exc
+            finally:
+                self._room.release()
 
     def write(self, text: str, /) -> int:
         self._pending.append(text)
@@ -638,33 +739,27 @@ class _HashingFile:
         data = "".join(self._pending).encode()
         self._pending = []
         self._pending_chars = 0
-        self._digest.update(data)
-        self._binary.write(data)
-        self.size += len(data)
+        self._hand_over(data)
 
     def write_bytes(self, data: bytes) -> None:
-        """Append UTF-8 ``data`` (after any text written before it)."""
-        self.flush()
-        self._digest.update(data)
-        self._binary.write(data)
+        """Append UTF-8 ``data`` after any text written before it."""
+        if self._pending:
+            self.flush()
+        self._hand_over(data)
+
+    def _hand_over(self, data: bytes) -> None:
+        if self._error is not None:
+            raise self._error
         self.size += len(data)
+        self._room.acquire()
+        self._blocks.put(data)
 
     def hexdigest(self) -> str:
         return self._digest.hexdigest()
 
 
-class _TextParts:
-    """A text sink that keeps what is written, for a worker to send back."""
-
-    def __init__(self) -> None:
-        self.parts: list[str] = []
-
-    def write(self, text: str, /) -> int:
-        self.parts.append(text)
-        return len(text)
-
-
 _BLOCK_CHARS: Final = 1 << 20
+_BLOCKS_IN_FLIGHT: Final = 4
 
 
 def file_sha256(path: Path) -> str:
@@ -719,185 +814,6 @@ def _write_lines_python(
         progress(tick)
 
 
-# ── Rendering in parallel ───────────────────────────────────────────────────────────────────
-#
-# A large SQL-rendered export is cut into seq ranges of about ``_PART_ROWS`` records that
-# worker processes render into part files, each range in a read transaction of its own; this
-# process copies the parts into the export in seq order, hashing as it goes, and keeps its own
-# read transaction open throughout. The workers are fresh interpreters running
-# ``_serve_parts`` (``python -c``), never a copy of the caller's ``__main__`` nor a fork of a
-# process holding SQLite connections. A worker's snapshot may be newer than this process's:
-# appended records are past the export's last seq, so the one change that matters is a
-# retention purge (the only update of stored records), which always adds a
-# ``cdr_redactions`` row. A worker whose snapshot holds other redactions than this process's
-# renders nothing, and this process renders that range itself: the file is always this
-# process's snapshot.
-
-_PARALLEL_MIN_ROWS: Final = 100_000
-_PART_ROWS: Final = 25_000
-_MAX_WORKERS: Final = 8
-_REDACTION_MARK: Final = "SELECT coalesce(max(seq), 0), count(*) FROM cdr_redactions"
-_WORKER_MAIN: Final = "from proxy.cdr.export import _serve_parts; _serve_parts()"
-_WORKER_EXIT_S: Final = 10.0
-
-
-def _default_workers() -> int:
-    """One worker per CPU but one: this process copies and hashes the parts meanwhile, and
-    the proxy itself often runs on the same machine. On 2 CPUs that is no worker at all:
-    measured with benchmarks/cdr.py on a shared 2-CPU machine, two workers beside this
-    process cost more wall time than they saved."""
-    return max(1, min((os.cpu_count() or 1) - 1, _MAX_WORKERS))
-
-
-def _database_file(conn: sqlite3.Connection) -> str:
-    """The main database's file, "" for an in-memory or temporary one."""
-    for _, name, file in conn.execute("PRAGMA database_list"):
-        if name == "main":
-            return str(file or "")
-    return ""
-
-
-@dataclass(frozen=True, slots=True)
-class _PartTask:
-    db_file: str
-    selection: ExportFilter
-    fmt: ExportFormat
-    unmask: bool
-    seqs: tuple[int, int]
-    mark: tuple[int, int]
-    part: str
-
-
-def _render_part(conn: sqlite3.Connection, task: _PartTask) -> tuple[str, int]:
-    """In a worker: write the lines of the task's records to its part file; ("ok", how
-    many), or ("stale", 0) when this snapshot has other redactions than the exporting one."""
-    conn.execute("BEGIN")
-    try:
-        if tuple(conn.execute(_REDACTION_MARK).fetchone()) != task.mark:
-            return "stale", 0
-        sink = _TextParts()
-        rows = _write_lines_sql(conn, sink, task.selection, task.fmt, task.unmask, None, task.seqs)
-    finally:
-        conn.execute("COMMIT")
-    Path(task.part).write_bytes("".join(sink.parts).encode())
-    return "ok", rows
-
-
-def _serve_parts() -> None:
-    """A worker process: render each ``_PartTask`` pickled on stdin, answer on stdout with
-    ("ok" | "stale", rows) or ("error", the exception); end at end of input."""
-    tasks, answers = sys.stdin.buffer, sys.stdout.buffer
-    sys.stdout = sys.stderr  # stdout carries answers only
-    connections: dict[str, sqlite3.Connection] = {}
-    while True:
-        try:
-            task: _PartTask = pickle.load(tasks)
-        except EOFError:
-            break
-        answer: tuple[str, object]
-        try:
-            conn = connections.get(task.db_file)
-            if conn is None:
-                conn = connections[task.db_file] = connect(task.db_file)
-            answer = _render_part(conn, task)
-        except Exception as exc:  # handed to the exporting process, which raises it
-            answer = ("error", exc)
-        try:
-            pickle.dump(answer, answers)
-        except (pickle.PicklingError, TypeError, AttributeError):
-            pickle.dump(("error", RuntimeError(repr(answer[1]))), answers)
-        answers.flush()
-    for conn in connections.values():
-        conn.close()
-
-
-def _write_lines_parallel(
-    conn: sqlite3.Connection,
-    db_file: str,
-    out: _HashingFile,
-    out_path: Path,
-    selection: ExportFilter,
-    fmt: ExportFormat,
-    unmask: bool,
-    progress: Callable[[int], None] | None,
-    summary: tuple[int, int, int],
-    workers: int,
-) -> None:
-    """``_write_lines_sql`` over ``summary`` (count, first and last seq) by ``workers``
-    processes (see above)."""
-    count, first_seq, last_seq = summary
-    mark = tuple(conn.execute(_REDACTION_MARK).fetchone())
-    parts = -(-count // _PART_ROWS)
-    step = -(-(last_seq - first_seq + 1) // parts)
-    ranges = [(lo, min(lo + step, last_seq + 1)) for lo in range(first_seq, last_seq + 1, step)]
-    workers = min(workers, len(ranges))
-    env = dict(os.environ)
-    # The workers import this very proxy package, wherever it was imported from.
-    root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, (root, env.get("PYTHONPATH"))))
-    with tempfile.TemporaryDirectory(prefix=f".{out_path.name}.", dir=out_path.parent) as tmp:
-        processes = [
-            subprocess.Popen(
-                [sys.executable, "-c", _WORKER_MAIN],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                env=env,
-            )
-            for _ in range(workers)
-        ]
-        try:
-            tasks = [
-                _PartTask(db_file, selection, fmt, unmask, seqs, mark, f"{tmp}/part{i}")
-                for i, seqs in enumerate(ranges)
-            ]
-            # Part i goes to worker i % workers, two parts ahead per worker: bounded work in
-            # flight, and each answer is read from the worker that has it next.
-            for task_index in range(min(len(tasks), 2 * workers)):
-                _send(processes[task_index % workers], tasks[task_index])
-            written = 0
-            for index, task in enumerate(tasks):
-                worker = processes[index % workers]
-                assert worker.stdout is not None
-                status, result = pickle.load(worker.stdout)
-                if index + 2 * workers < len(tasks):
-                    _send(worker, tasks[index + 2 * workers])
-                if status == "error":
-                    raise result
-                if status == "stale":
-                    rows = _write_lines_sql(conn, out, selection, fmt, unmask, None, task.seqs)
-                else:
-                    part = Path(task.part)
-                    out.write_bytes(part.read_bytes())
-                    part.unlink()
-                    rows = result
-                written += rows
-                if progress is not None and rows:
-                    progress(rows)
-        finally:
-            for process in processes:
-                if process.stdin is not None:
-                    process.stdin.close()
-            for process in processes:
-                try:
-                    process.wait(_WORKER_EXIT_S)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
-                if process.stdout is not None:
-                    process.stdout.close()
-    if written != count:
-        raise ExportError(
-            f"{count} records selected but {written} rendered: records changed during the"
-            " export; run it again"
-        )
-
-
-def _send(process: subprocess.Popen[bytes], task: _PartTask) -> None:
-    assert process.stdin is not None
-    pickle.dump(task, process.stdin)
-    process.stdin.flush()
-
-
 def export_records(
     conn: sqlite3.Connection,
     out: Path,
@@ -911,19 +827,14 @@ def export_records(
     signing_key: Ed25519PrivateKey | None = None,
     progress: Callable[[int], None] | None = None,
     renderer: Literal["auto", "sql", "python"] = "auto",
-    workers: int | None = None,
 ) -> ExportResult:
     """Write ``out`` and ``out.manifest.json``; see the module docstring.
 
     ``renderer``: ``"sql"`` has SQLite render the lines' plain text (see "Rendering in
     SQLite"), ``"python"`` runs the row-by-row reference; both write the same bytes.
     ``"auto"`` takes the faster one as measured on benchmarks/cdr.py: SQL.
-
-    ``workers``: processes rendering a SQL export of at least ``_PARALLEL_MIN_ROWS``
-    records from a database file in parallel (see "Rendering in parallel"); by default one
-    per CPU but one (``_default_workers``), at most ``_MAX_WORKERS``; 1 renders in this
-    process alone. The bytes written
-    are the same either way."""
+    The file is hashed while it is written (``_HashingFile``), so nothing reads it back.
+    """
     if renderer == "auto":
         renderer = "sql"
     now = time.time() if now is None else now
@@ -946,37 +857,13 @@ def export_records(
     conn.execute("BEGIN")
     try:
         count, first_seq, last_seq, first_prev_hash, head_hash = _summary(conn, selection)
-        workers = _default_workers() if workers is None else workers
-        db_file = _database_file(conn) if workers > 1 else ""
-        with out.open("wb") as binary:
-            handle = _HashingFile(binary)
+        with out.open("wb") as binary, _HashingFile(binary) as handle:
             if renderer == "sql":
                 if fmt == "csv":
                     handle.write(",".join(columns) + "\r\n")
-                if (
-                    db_file
-                    and count >= _PARALLEL_MIN_ROWS
-                    and first_seq is not None
-                    and last_seq is not None
-                ):
-                    summary = (count, first_seq, last_seq)
-                    _write_lines_parallel(
-                        conn,
-                        db_file,
-                        handle,
-                        out,
-                        selection,
-                        fmt,
-                        unmask,
-                        progress,
-                        summary,
-                        workers,
-                    )
-                else:
-                    _write_lines_sql(conn, handle, selection, fmt, unmask, progress)
+                _write_lines_sql(conn, handle, selection, fmt, unmask, progress)
             else:
                 _write_lines_python(handle, columns, conn, selection, fmt, unmask, progress)
-            handle.flush()
         checkpoint = None if last_seq is None else latest_checkpoint(conn, at_most_seq=last_seq)
     finally:
         conn.execute("COMMIT")

@@ -1,10 +1,9 @@
 """The fast paths of the CDR writer and exports write what the slow ones do (issue #5):
-exports rendered in parallel worker processes, chunk by chunk, or by the reference are the
-same bytes with the same manifest, and the writer's hashes are ``chain.record_hash``'s."""
+exports rendered by SQLite chunk by chunk or by the reference are the same bytes with the
+same manifest, and the writer's hashes are ``chain.record_hash``'s."""
 
 from __future__ import annotations
 
-import dataclasses
 import sqlite3
 from pathlib import Path
 
@@ -65,7 +64,7 @@ def _store(path: Path, count: int) -> sqlite3.Connection:
 
 
 def _export(
-    conn: sqlite3.Connection, out: Path, fmt: str, renderer: str, workers: int, **options: object
+    conn: sqlite3.Connection, out: Path, fmt: str, renderer: str, **options: object
 ) -> tuple[bytes, dict[str, object]]:
     result = export_records(
         conn,
@@ -73,7 +72,6 @@ def _export(
         fmt=fmt,  # type: ignore[arg-type]
         now=T0,
         renderer=renderer,  # type: ignore[arg-type]
-        workers=workers,
         **options,  # type: ignore[arg-type]
     )
     manifest = dict(result.manifest)
@@ -83,41 +81,28 @@ def _export(
     return out.read_bytes(), manifest
 
 
-@pytest.fixture
-def small_parts(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Parallel rendering from 100 records on, in parts of 37 (uneven on purpose)."""
-    monkeypatch.setattr(export, "_PARALLEL_MIN_ROWS", 100)
-    monkeypatch.setattr(export, "_PART_ROWS", 37)
-
-
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
 @pytest.mark.parametrize("unmask", [False, True])
-def test_parallel_export_is_the_reference_byte_for_byte(
-    tmp_path: Path, small_parts: None, fmt: str, unmask: bool
-) -> None:
+def test_sql_export_is_the_reference_byte_for_byte(tmp_path: Path, fmt: str, unmask: bool) -> None:
     conn = _store(tmp_path / "cdr.db", 300)
     options: dict[str, object] = {"unmask": True, "reason": "case 7"} if unmask else {}
-    reference = _export(conn, tmp_path / f"ref.{fmt}", fmt, "python", 1, **options)
-    single = _export(conn, tmp_path / f"one.{fmt}", fmt, "sql", 1, **options)
-    parallel = _export(conn, tmp_path / f"par.{fmt}", fmt, "sql", 3, **options)
+    reference = _export(conn, tmp_path / f"ref.{fmt}", fmt, "python", **options)
+    rendered = _export(conn, tmp_path / f"sql.{fmt}", fmt, "sql", **options)
     conn.close()
-    assert single == reference
-    assert parallel == reference
-    # Parts went through worker processes, and nothing of them is left beside the export.
-    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
-    assert verify_export(tmp_path / f"par.{fmt}").ok
+    assert rendered == reference
+    assert verify_export(tmp_path / f"sql.{fmt}").ok
 
 
-def test_parallel_export_with_a_filter_and_more_records_than_one_fetch(
-    tmp_path: Path, small_parts: None, monkeypatch: pytest.MonkeyPatch
+def test_export_with_a_filter_and_more_records_than_one_fetch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(export, "_FETCH_ROWS", 16)
     conn = _store(tmp_path / "cdr.db", 400)
     selection = ExportFilter(since=T0 + 0.5, until=T0 + 3.5, tenant="ride")
     for fmt in ("csv", "jsonl"):
-        reference = _export(conn, tmp_path / f"ref.{fmt}", fmt, "python", 1, selection=selection)
-        parallel = _export(conn, tmp_path / f"par.{fmt}", fmt, "sql", 2, selection=selection)
-        assert parallel == reference
+        reference = _export(conn, tmp_path / f"ref.{fmt}", fmt, "python", selection=selection)
+        rendered = _export(conn, tmp_path / f"sql.{fmt}", fmt, "sql", selection=selection)
+        assert rendered == reference
         assert reference[1]["count"] == 200
         # The index on (tenant, invite_at) and ORDER BY seq put the rows through a sorter,
         # which hands whole REAL durations back as ints; both write them as floats.
@@ -125,44 +110,28 @@ def test_parallel_export_with_a_filter_and_more_records_than_one_fetch(
     conn.close()
 
 
-def test_parallel_export_raises_the_reference_error_of_the_first_bad_record(
-    tmp_path: Path, small_parts: None
+def test_sql_export_raises_the_reference_error_of_the_first_bad_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(export, "_FETCH_ROWS", 37)
     conn = _store(tmp_path / "cdr.db", 200)
     # A text time cannot be written; nor can a time past the year 9999, later on.
     conn.execute("UPDATE cdrs SET invite_at = 'abc', sip_status = 'x' WHERE seq = 90")
     conn.execute("UPDATE cdrs SET end_at = 3e11 WHERE seq = 150")
     errors = []
-    for renderer, workers in (("python", 1), ("sql", 1), ("sql", 2)):
+    for renderer in ("python", "sql"):
         with pytest.raises((TypeError, ValueError)) as caught:
-            _export(conn, tmp_path / f"{renderer}{workers}.csv", "csv", renderer, workers)
+            _export(conn, tmp_path / f"{renderer}.csv", "csv", renderer)
         errors.append(f"{type(caught.value).__name__}: {caught.value}")
     conn.close()
-    assert errors[1] == errors[0] and errors[2] == errors[0]
+    assert errors[1] == errors[0]
     assert "round" in errors[0]
-
-
-def test_a_worker_snapshot_with_other_redactions_renders_nothing(tmp_path: Path) -> None:
-    conn = _store(tmp_path / "cdr.db", 10)
-    task = export._PartTask(
-        str(tmp_path / "cdr.db"),
-        ExportFilter(),
-        "csv",
-        False,
-        (1, 11),
-        (0, 0),
-        str(tmp_path / "part"),
-    )
-    assert export._render_part(conn, task) == ("ok", 10)
-    stale = dataclasses.replace(task, mark=(3, 1))
-    assert export._render_part(conn, stale) == ("stale", 0)
-    conn.close()
 
 
 def test_formula_cells_and_quoting_found_per_chunk_go_to_the_reference(tmp_path: Path) -> None:
     conn = _store(tmp_path / "cdr.db", 30)
-    reference = _export(conn, tmp_path / "ref.csv", "csv", "python", 1)
-    rendered = _export(conn, tmp_path / "sql.csv", "csv", "sql", 1)
+    reference = _export(conn, tmp_path / "ref.csv", "csv", "python")
+    rendered = _export(conn, tmp_path / "sql.csv", "csv", "sql")
     conn.close()
     assert rendered == reference
     assert b",'=cmd," in rendered[0] and b'"say ""hi"", 1"' in rendered[0]
