@@ -37,6 +37,12 @@ def is_token(text: str) -> bool:
     return bool(text) and _TOKEN_CHARS.issuperset(text)
 
 
+def is_dotted_ipv4(text: str) -> bool:
+    """``_IPV4.fullmatch(text)``, answered by a split and a set lookup (no regex run)."""
+    parts = text.split(".")
+    return len(parts) == 4 and _IPV4_PARTS.issuperset(parts)
+
+
 def _end_of_quoted(text: str, start: int) -> int:
     """Index just past the closing quote of the quoted-string opening at ``start``."""
     i = start + 1
@@ -62,8 +68,18 @@ _IPV4_TEXT: Final = (
 _IPV4: Final = re.compile(_IPV4_TEXT)
 
 
+#: What ``\s`` matches in a str pattern (every character for which str.isspace() holds),
+#: spelled out: a class of plain characters compiles to a lookup table, while ``\s`` inside
+#: a class costs a Unicode category call per character (tests/unit/
+#: test_parser_fast_paths.py checks that the two agree on every code point).
+WHITESPACE: Final = (
+    "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005"
+    "\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+#: ``[^;\s"]``: a character of a parameter value without quotes or LWS.
+_VALUE_CHAR: Final = f'[^;"{WHITESPACE}]'
 _TOKEN: Final = r"[A-Za-z0-9\-.!%*_+`'~]++"
-_SIMPLE_PARAMS_TEXT: Final = rf"(?:;{_TOKEN}(?:=[^;\s\"]++)?+)*+"
+_SIMPLE_PARAMS_TEXT: Final = rf"(?:;{_TOKEN}(?:={_VALUE_CHAR}++)?+)*+"
 
 #: The common forms of the header values the proxy reads on every message. Each
 #: accepts a subset of what the general parser accepts, and for text that matches both
@@ -75,26 +91,24 @@ _SIMPLE_PARAMS_TEXT: Final = rf"(?:;{_TOKEN}(?:=[^;\s\"]++)?+)*+"
 #: A lone ``;tag=`` (From and To) comes out as its value: no splitting left to do.
 _NAME_ADDR: Final = re.compile(
     rf'(?:("[^"\\]*+")[ \t]*+|({_TOKEN}(?: {_TOKEN})*+)[ \t]*+)?'
-    rf"<{SIP_URI_PATTERN}>(?:;tag=([^;\s\"]++)|({_SIMPLE_PARAMS_TEXT}))"
+    rf"<{SIP_URI_PATTERN}>(?:;tag=({_VALUE_CHAR}++)|({_SIMPLE_PARAMS_TEXT}))"
 )
 #: ``SIP/2.0/transport host[:port] *(;param)`` with a hostname or dotted IPv4 host.
 #: The transport upper-case and the parameter names lower-case, as they are written in
-#: practice and as the general parser stores them: nothing left to case-fold. A
-#: ``received`` parameter is taken only with a dotted IPv4 value (what
-#: ``_validate_received`` accepts first); any other form of it takes the general parser,
-#: which checks it. The first three parameters come out as (name, value) groups, an
-#: absent value as None, as ``Params`` holds them: only a fourth and later are split.
-_LOWER_TOKEN_CHARS: Final = r"[a-z0-9\-.!%*_+`'~]"
-_VIA_PARAM_NAME: Final = (
-    rf"received(?=={_IPV4_TEXT}(?![^;]))"
-    rf"|(?!received(?!{_LOWER_TOKEN_CHARS})){_LOWER_TOKEN_CHARS}++"
-)
-_VIA_PARAM_GROUPS: Final = rf"(?:;({_VIA_PARAM_NAME})(?:=([^;\s\"]++))?+)?+"
+#: practice and as the general parser stores them: nothing left to case-fold. The first
+#: three parameters come out as (name, value) groups, an absent value as None, as
+#: ``Params`` holds them: only a fourth and later are split. A ``received`` parameter is
+#: checked after the match, and only when the text names it (``Via.parse``): inside the
+#: pattern, keeping it out of every other name cost a lookahead per parameter.
+_LOWER_TOKEN: Final = r"[a-z0-9\-.!%*_+`'~]++"
+_VIA_PARAM_GROUPS: Final = rf"(?:;({_LOWER_TOKEN})(?:=({_VALUE_CHAR}++))?+)?+"
 _VIA: Final = re.compile(
     r"SIP/2\.0/([A-Z0-9\-.!%*_+`'~]++) ([A-Za-z0-9\-._]++)(?::([0-9]{1,5}+))?+"
     + _VIA_PARAM_GROUPS * 3
-    + rf"((?:;(?:{_VIA_PARAM_NAME})(?:=[^;\s\"]++)?+)*+)"
+    + rf"((?:;{_LOWER_TOKEN}(?:={_VALUE_CHAR}++)?+)*+)"
 )
+#: The four parts of a dotted IPv4 address as ``_IPV4`` takes them: 0-255, no leading 0.
+_IPV4_PARTS: Final = frozenset(str(number) for number in range(256))
 _CSEQ: Final = re.compile(rf"([0-9]{{1,10}}+) ({_TOKEN})")
 
 #: Parsed values by their exact text, one table per type. A call repeats most of its
@@ -104,11 +118,14 @@ _CSEQ: Final = re.compile(rf"([0-9]{{1,10}}+) ({_TOKEN})")
 #: Only successful parses are kept, so a malformed value is refused every time; a table
 #: is emptied when full, so a peer sending endless distinct values cannot grow it.
 #: Small on purpose: it spans the last few dozen transactions, whose responses repeat
-#: their request's values within milliseconds. A table of thousands keeps that many
-#: parsed values alive beyond what the CPU caches hold, and under new calls' values the
-#: misses then cost more than the later hits save (``benchmarks/parse.py``, values never
-#: seen: a 200 OK parsed with typed access at 48k/s with 4096 entries, 76k/s with 256).
-_PARSED_LIMIT: Final = 256
+#: their request's values within milliseconds. Every entry keeps parsed values alive
+#: that would otherwise be freed with their message: the garbage collector walks them
+#: and new values land in memory that is not in the CPU caches, so under new calls'
+#: values a larger table costs more than its later hits save (``benchmarks/parse.py``,
+#: values never seen, 200 OK with typed access: 48k/s with 4096 entries, 76k/s with
+#: 256; with 64, 134k instructions a message down to 126k, the collector no longer
+#: run by the parse alone, and 3.5x sipmessage's rate up to 3.85x).
+_PARSED_LIMIT: Final = 64
 _PARSED_ADDRESSES: dict[str, NameAddress] = {}
 _PARSED_VIAS: dict[str, Via] = {}
 _PARSED_CSEQS: dict[str, CSeq] = {}
@@ -296,8 +313,7 @@ class Via:
              more) = match.groups()  # fmt: skip
             port = None if port_text is None else int(port_text)
             if port is None or port <= 65535:
-                # The pattern took lower-case names only (nothing to case-fold) and a
-                # received= only with an IPv4 address (nothing left to check).
+                # The pattern took lower-case names only: nothing to case-fold.
                 params: Params
                 if name1 is None:
                     params = ()
@@ -315,9 +331,20 @@ class Via:
                                 for name, equals, value in (item.partition("="),)
                             ]
                         )
-                fields: Any = _ViaFields(transport, host, port, params)
-                fields.__class__ = Via
-                via = fields
+                plain = True
+                if "received" in text:
+                    # parse_general checks the first received= (RFC 3261 §18.2.1): here
+                    # a dotted IPv4 one passes (is_dotted_ipv4, written out), any other
+                    # form (IPv6, junk, none) is left to parse_general.
+                    for name, value in params:
+                        if name == "received":
+                            octets = (value or "").split(".")
+                            plain = len(octets) == 4 and _IPV4_PARTS.issuperset(octets)
+                            break
+                if plain:
+                    fields: Any = _ViaFields(transport, host, port, params)
+                    fields.__class__ = Via
+                    via = fields
         if via is None:
             via = cls.parse_general(text)
         if len(_PARSED_VIAS) >= _PARSED_LIMIT:
@@ -390,7 +417,7 @@ class Via:
 
 def _validate_received(value: str) -> None:
     """``received`` holds an IPv4 or IPv6 address, bracketed or not (RFC 5118 §4.5)."""
-    if _IPV4.fullmatch(value) is not None:
+    if is_dotted_ipv4(value):
         return
     bare = value[1:-1] if value.startswith("[") and value.endswith("]") else value
     try:

@@ -67,6 +67,8 @@ _NAME_KEYS: dict[str, str] = {}
 _NAME_CACHE_LIMIT: Final = 1024
 #: Builds a Header without the Python-level NamedTuple constructor (a hot path).
 _new_header = tuple.__new__
+#: A message without __init__ run: ``parse`` sets its slots itself.
+_new_object = object.__new__
 #: The parsers the typed views call on every message, bound once.
 _parse_name_address = NameAddress.parse
 _parse_via = Via.parse
@@ -363,7 +365,11 @@ class Message:
     def call_id(self) -> str:
         value = self._call_id
         if value is None:
-            value = self._required("call-id")
+            keys = self._keys
+            if keys is not None and self._headers is None and keys.count("call-id") == 1:
+                value = self._parts[keys.index("call-id")][2].strip()  # _required, written out
+            else:
+                value = self._required("call-id")
             if not value or " " in value or "\t" in value:
                 raise BadRequest("malformed Call-ID")
             self._call_id = value
@@ -583,12 +589,20 @@ def parse(
         body = rest[:length]
     else:
         body = b"" if stream else rest
-    message = _start_line(lines[0], headers, body)
+    message = _start_line(lines[0])
+    # Message.__init__, written out for what parse knows (one frame instead of three,
+    # each slot set once); tests/unit/test_message_lazy.py checks that every slot is set.
     if headers is None:
         message._headers = None
         message._lines = header_lines
         message._parts = parts
+    else:
+        message._headers = headers
+        message._lines = message._parts = ()
     message._keys = keys
+    message.body = body
+    message._cache = message._vias = message._top_via = message._from = message._to = None
+    message._cseq = message._call_id = None
     return message
 
 
@@ -633,8 +647,9 @@ def _header_key(raw_name: str) -> tuple[str, str]:
     return key, name
 
 
-def _start_line(line: str, headers: list[Header] | None, body: bytes) -> Request | Response:
-    """Request-Line or Status-Line (RFC 3261 §7.1, §7.2); single SP separators only."""
+def _start_line(line: str) -> Request | Response:
+    """Request-Line or Status-Line (RFC 3261 §7.1, §7.2); single SP separators only.
+    The message comes back with its start line only: ``parse`` sets the other slots."""
     if line[:4] == "SIP/":
         version, _, rest = line.partition(" ")
         if version != SIP_VERSION:
@@ -643,7 +658,10 @@ def _start_line(line: str, headers: list[Header] | None, body: bytes) -> Request
         status = _STATUS_CODES.get(code)
         if status is None:
             raise BadRequest("status code is not 100-699")
-        return Response(status, reason, headers, body)
+        response: Response = _new_object(Response)
+        response.status = status
+        response.reason = reason
+        return response
     parts = line.split(" ")
     if len(parts) != 3:
         raise BadRequest("Request-Line must be: method SP Request-URI SP SIP-Version")
@@ -656,4 +674,7 @@ def _start_line(line: str, headers: list[Header] | None, body: bytes) -> Request
         raise BadRequest("invalid SIP-Version")
     if not uri:
         raise BadRequest("empty Request-URI")
-    return Request(method, uri, headers, body)
+    request: Request = _new_object(Request)
+    request.method = method
+    request.uri = uri
+    return request

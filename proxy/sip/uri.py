@@ -346,7 +346,7 @@ Uri = SipUri | TelUri | AbsoluteUri
 #: the same text. Only successful parses without URI headers are kept (whether headers
 #: are allowed depends on where the URI stands); emptied when full, so that a peer
 #: sending endless distinct URIs cannot grow it. Small, as ``address._PARSED_LIMIT``.
-_PARSED_LIMIT: Final = 256
+_PARSED_LIMIT: Final = 64
 _PARSED_URIS: dict[str, Uri] = {}
 
 
