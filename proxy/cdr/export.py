@@ -349,7 +349,7 @@ class _LineSql:
                 segments[-1] += (f"'{lead}'", self._cell(column))
                 self.sql_columns.append(column)
         segments[-1].append("char(13, 10)" if self.csv else "'}' || char(10)")
-        self.segments = [" || ".join(pieces) if pieces else "" for pieces in segments]
+        self.segments = [_concatenation(pieces) for pieces in segments]
         self.constants = leads
         """Per Python cell, the constant text before it ("" when a segment is fetched)."""
 
@@ -380,7 +380,7 @@ class _LineSql:
         characters that send their line to the reference for nothing."""
         blobs = [f"{c} >= x''" for c in self.sql_columns if c in _TEXT_COLUMNS]
         formulas = [
-            f"({c} < '0' AND {c} <> '') OR ({c} >= '=' AND {c} < 'A')"
+            f"{c} < 'A' AND ({c} < '0' AND {c} <> '' OR {c} >= '=')"
             for c in self.sql_columns
             if self.csv and c in _FREE_TEXT_COLUMNS
         ]
@@ -403,6 +403,15 @@ class _LineSql:
         # CSV: a cell that needs quoting sends its line to the reference (``_csv_unquoted``),
         # as does one that starts like a formula (``_needs_reference``).
         return f"coalesce({column}, '')" if self.csv else f"json_quote({column})"
+
+
+def _concatenation(pieces: list[str]) -> str:
+    """``pieces`` joined by ``||`` as a balanced tree: each ``||`` copies both operands into
+    a new string, so a chain would copy the growing line again at every cell."""
+    if len(pieces) <= 2:
+        return " || ".join(pieces)
+    middle = len(pieces) // 2
+    return f"({_concatenation(pieces[:middle])}) || ({_concatenation(pieces[middle:])})"
 
 
 _MASKED: Final = frozenset({"caller", "callee", "a_call_id"})
@@ -454,52 +463,82 @@ def _write_lines_sql(
     return written
 
 
+class _Moments(dict[int, str]):
+    """Epoch second -> the start of its time cell (``2027-01-15T08:00:00``, quoted in JSON),
+    made by ``iso_ms`` on first use."""
+
+    def __init__(self, quote: str) -> None:
+        super().__init__()
+        self.quote = quote
+
+    def __missing__(self, seconds: int) -> str:
+        if len(self) > _CACHED_CELLS:
+            self.clear()
+        moment = self[seconds] = self.quote + iso_ms(seconds * 1000)[:19]
+        return moment
+
+
+class _Durations(dict[object, str | None]):
+    """A stored duration -> its cell as the reference writes it (``repr`` of the float;
+    ``null``/empty for NULL), or None where the reference must render it: neither a float
+    nor NULL, or in JSON not finite. Zero is never kept, since -0.0 == 0.0 and the two are
+    written apart; an int is a whole REAL that went through a sorter (see ``_formatted``),
+    equal to its float and written as it."""
+
+    def __init__(self, csv_format: bool, null: str) -> None:
+        super().__init__({None: null})
+        self.csv_format = csv_format
+
+    def __missing__(self, duration: object) -> str | None:
+        if type(duration) is int:
+            duration = float(duration)
+        if type(duration) is not float or not (self.csv_format or duration - duration == 0):
+            return None
+        text = repr(duration)
+        if duration:
+            if len(self) > _CACHED_CELLS:
+                self.clear()
+                self[None] = "" if self.csv_format else "null"
+            self[duration] = text
+        return text
+
+
+class _NationalStarts(dict[str, int]):
+    """The first three digits of an E.164 number -> where its national number starts in
+    ``+CC…`` (1 + the country code's length, ``mask_party``'s own lookup)."""
+
+    def __missing__(self, digits: str) -> int:
+        start = self[digits] = 1 + _country_code_size(digits)
+        return start
+
+
+_CACHED_CELLS: Final = 100_000
+
+
 class _CellWriter:
     """The cells a ``_LineSql`` line leaves to Python, written as the reference (``_formatted``
     and its encoders) writes them: times, durations, and the masks of a masked export.
 
     The masks take a fast path for the common forms and call the reference's own function
     for any other: an E.164 ``caller``/``callee`` with a national number of 8 digits or more
-    (``mask_party``'s fast path, its country code looked up once per three digits), and an
-    ``a_call_id`` whose digit runs (``_NUMBER_RUN``) are none, or one run of 8 digits or more
-    (``mask_call_id``)."""
+    (``mask_party``'s fast path), and an ``a_call_id`` whose digit runs (``_NUMBER_RUN``)
+    are none, or one run of 8 digits or more (``mask_call_id``)."""
 
     def __init__(self, csv_format: bool) -> None:
         self.csv_format = csv_format
         self.null = "" if csv_format else "null"
-        self.quote = "" if csv_format else '"'
-        self.text: Callable[[str], str] = str if csv_format else _JSON_STRING
-        self.millis = tuple(f".{n:03d}Z{self.quote}" for n in range(1000))
-        self.moments: dict[int, str] = {}
-        self.national_starts: dict[str, int] = {}
-
-    def time(self, t: float | None) -> str:
-        if t is None:
-            return self.null
-        seconds, rest = divmod(round(t * 1000), 1000)
-        moment = self.moments.get(seconds)
-        if moment is None:
-            if len(self.moments) > 100_000:
-                self.moments.clear()
-            moment = self.moments[seconds] = self.quote + iso_ms(seconds * 1000)[:19]
-        return moment + self.millis[rest]
-
-    def duration(self, d: object) -> str | None:
-        """None for a duration the reference must render (neither a float nor NULL, or in
-        JSON not finite)."""
-        if d is None:
-            return self.null
-        if type(d) is int:  # a whole REAL through a sorter (see ``_formatted``)
-            d = float(d)
-        if type(d) is float and (self.csv_format or d - d == 0):
-            return repr(d)
-        return None
+        quote = "" if csv_format else '"'
+        self.millis = tuple(f".{n:03d}Z{quote}" for n in range(1000))
+        self.moments = _Moments(quote)
+        self.durations = _Durations(csv_format, self.null)
+        self.national_starts = _NationalStarts()
+        self.party_cell: Callable[[str], str] = (
+            self.party if csv_format else lambda value: _JSON_STRING(self.party(value))
+        )
 
     def party(self, value: str) -> str:
         if value[:1] == "+" and len(value) > 4 and value[1:].isdigit():
-            start = self.national_starts.get(value[1:4])
-            if start is None:
-                start = self.national_starts[value[1:4]] = 1 + _country_code_size(value[1:4])
+            start = self.national_starts[value[1:4]]
             if len(value) - start >= 8:
                 return f"{value[start : start + 3]}****{value[-4:]}"
         return mask_party(value)
@@ -534,20 +573,19 @@ _number_run: Final = _NUMBER_RUN.search
 def _masked_lines(chunk: list[Any], constants: list[str], cells: _CellWriter) -> list[Any]:
     """Lines from ``_LineSql`` rows of a masked export: numbers masked as ``mask_party``,
     the A leg's Call-ID as ``mask_call_id``, times and durations as the reference
-    (``_formatted``) writes them; a row's ``seq`` where the reference must render it."""
+    (``_formatted``) writes them; a row's ``seq`` where the reference must render it.
+
+    A time cell is the reference's ``round(t * 1000)`` split into its second (the cached
+    start of the cell) and its millisecond (one of 1000 endings), written inline: this loop
+    runs once per exported record."""
     lines: list[Any] = []
     append = lines.append
     to_callee = constants[1]
     to_ring, to_answer, to_end, to_ring_s, to_talk_s = constants[4:]
     csv_format = cells.csv_format
     null = cells.null
-    text, party, call_id_cell, time, duration = (
-        cells.text,
-        cells.party,
-        cells.call_id_cell,
-        cells.time,
-        cells.duration,
-    )
+    party, call_id_cell = cells.party_cell, cells.call_id_cell
+    moments, millis, durations = cells.moments, cells.millis, cells.durations
     for (
         head,
         caller,
@@ -566,18 +604,30 @@ def _masked_lines(chunk: list[Any], constants: list[str], cells: _CellWriter) ->
         if type(head) is int:
             append(head)
             continue
-        ring_text = duration(ring_s)
-        talk_text = duration(talk_s)
+        ring_s_text = durations[ring_s]
+        talk_s_text = durations[talk_s]
         call_id_text = null if a_call_id is None else call_id_cell(a_call_id)
-        if ring_text is None or talk_text is None or call_id_text is None:
+        if ring_s_text is None or talk_s_text is None or call_id_text is None:
             append(_seq_of(head, csv_format))
             continue
+        invite = round(invite_at * 1000)
+        end = round(end_at * 1000)
+        if ring_at is None:
+            ring_text = null
+        else:
+            ring = round(ring_at * 1000)
+            ring_text = f"{moments[ring // 1000]}{millis[ring % 1000]}"
+        if answer_at is None:
+            answer_text = null
+        else:
+            answer = round(answer_at * 1000)
+            answer_text = f"{moments[answer // 1000]}{millis[answer % 1000]}"
         append(
-            f"{head}{text(party(caller))}{to_callee}"
-            f"{null if callee is None else text(party(callee))}{to_call_id}"
-            f"{call_id_text}{to_invite}"
-            f"{time(invite_at)}{to_ring}{time(ring_at)}{to_answer}{time(answer_at)}"
-            f"{to_end}{time(end_at)}{to_ring_s}{ring_text}{to_talk_s}{talk_text}{tail}"
+            f"{head}{party(caller)}{to_callee}"
+            f"{null if callee is None else party(callee)}{to_call_id}{call_id_text}{to_invite}"
+            f"{moments[invite // 1000]}{millis[invite % 1000]}{to_ring}{ring_text}"
+            f"{to_answer}{answer_text}{to_end}{moments[end // 1000]}{millis[end % 1000]}"
+            f"{to_ring_s}{ring_s_text}{to_talk_s}{talk_s_text}{tail}"
         )
     return lines
 
@@ -594,19 +644,33 @@ def _unmasked_lines(chunk: list[Any], constants: list[str], cells: _CellWriter) 
     append = lines.append
     to_ring, to_answer, to_end, to_ring_s, to_talk_s = constants[1:]
     csv_format = cells.csv_format
-    time, duration = cells.time, cells.duration
+    null = cells.null
+    moments, millis, durations = cells.moments, cells.millis, cells.durations
     for head, invite_at, ring_at, answer_at, end_at, ring_s, talk_s, tail in chunk:
         if type(head) is int:
             append(head)
             continue
-        ring_text = duration(ring_s)
-        talk_text = duration(talk_s)
-        if ring_text is None or talk_text is None:
+        ring_s_text = durations[ring_s]
+        talk_s_text = durations[talk_s]
+        if ring_s_text is None or talk_s_text is None:
             append(_seq_of(head, csv_format))
             continue
+        invite = round(invite_at * 1000)
+        end = round(end_at * 1000)
+        if ring_at is None:
+            ring_text = null
+        else:
+            ring = round(ring_at * 1000)
+            ring_text = f"{moments[ring // 1000]}{millis[ring % 1000]}"
+        if answer_at is None:
+            answer_text = null
+        else:
+            answer = round(answer_at * 1000)
+            answer_text = f"{moments[answer // 1000]}{millis[answer % 1000]}"
         append(
-            f"{head}{time(invite_at)}{to_ring}{time(ring_at)}{to_answer}{time(answer_at)}"
-            f"{to_end}{time(end_at)}{to_ring_s}{ring_text}{to_talk_s}{talk_text}{tail}"
+            f"{head}{moments[invite // 1000]}{millis[invite % 1000]}{to_ring}{ring_text}"
+            f"{to_answer}{answer_text}{to_end}{moments[end // 1000]}{millis[end % 1000]}"
+            f"{to_ring_s}{ring_s_text}{to_talk_s}{talk_s_text}{tail}"
         )
     return lines
 
