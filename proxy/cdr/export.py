@@ -320,7 +320,8 @@ class _LineSql:
     value, and each Python cell's stored value; a segment that is only a separator (and in
     JSON a key) is the same on every line, so it is kept in ``constants`` instead. The first
     segment is the record's ``seq`` where SQLite cannot render the record's text cells as
-    the reference does (a blob, a status that is not an integer)."""
+    the reference does (``_needs_reference``); any later segment is NULL where one of its
+    cells holds a blob (json_quote would raise, and the text of a blob need not be UTF-8)."""
 
     def __init__(self, fmt: ExportFormat, unmask: bool) -> None:
         self.csv = fmt == "csv"
@@ -336,6 +337,7 @@ class _LineSql:
         segments: list[list[str]] = [[]]
         leads: list[str] = []
         self.sql_columns: list[str] = []
+        self.head_columns: list[str] = []
         for i, column in enumerate(self.columns):
             lead = self._lead(i, column)
             if column in python_cells:
@@ -346,8 +348,10 @@ class _LineSql:
                     leads.append(lead)
                 segments.append([])
             else:
-                segments[-1] += (f"'{lead}'", self._cell(column))
+                segments[-1] += (f"'{lead}'", self._cell(column, guarded=len(segments) > 1))
                 self.sql_columns.append(column)
+                if len(segments) == 1:
+                    self.head_columns.append(column)
         segments[-1].append("char(13, 10)" if self.csv else "'}' || char(10)")
         self.segments = [_concatenation(pieces) for pieces in segments]
         self.constants = leads
@@ -369,8 +373,9 @@ class _LineSql:
 
     def _needs_reference(self) -> str:
         """True where SQLite cannot render the row as the reference does: a blob in a text
-        column, a status that is not an integer, and in CSV a free-text cell that starts
-        like a formula (the reference writes it with a leading ``'``).
+        column of the first segment (in a later one ``_cell`` makes the segment NULL), a
+        status that is not an integer, and in CSV a free-text cell that starts like a
+        formula (the reference writes it with a leading ``'``).
 
         Comparisons, not function calls, as they cost one step of SQLite's machine each (NULL
         for NULL, and CASE takes NULL as false): a blob sorts after every number and text,
@@ -378,7 +383,7 @@ class _LineSql:
         ``+``, ``-`` below ``'0'``, ``=`` and ``@`` between ``'='`` and ``'A'``) are found by
         the byte order of the cell's first character, with a few other rare first
         characters that send their line to the reference for nothing."""
-        blobs = [f"{c} >= x''" for c in self.sql_columns if c in _TEXT_COLUMNS]
+        blobs = [f"{c} >= x''" for c in self.head_columns if c in _TEXT_COLUMNS]
         formulas = [
             f"{c} < 'A' AND ({c} < '0' AND {c} <> '' OR {c} >= '=')"
             for c in self.sql_columns
@@ -393,16 +398,29 @@ class _LineSql:
             )
         )
 
-    def _cell(self, column: str) -> str:
+    def _cell(self, column: str, *, guarded: bool) -> str:
+        """A cell's SQL; ``guarded`` (outside the first segment) NULL for a blob, so that
+        its segment is NULL: a blob sorts after every number and text."""
         if column == "seq":
             return "seq"
         if column == "purged":
             return "iif(redaction IS NULL, 'false', 'true')"
         if column in ("sip_status", "q850_cause"):
+            if guarded:
+                return _unless_blob(column, column, self.null)
             return f"coalesce({column}, {self.null})"
         # CSV: a cell that needs quoting sends its line to the reference (``_csv_unquoted``),
         # as does one that starts like a formula (``_needs_reference``).
-        return f"coalesce({column}, '')" if self.csv else f"json_quote({column})"
+        if self.csv:
+            return _unless_blob(column, column, "''") if guarded else f"coalesce({column}, '')"
+        if guarded:
+            return f"CASE WHEN {column} < x'' OR {column} IS NULL THEN json_quote({column}) END"
+        return f"json_quote({column})"
+
+
+def _unless_blob(column: str, value: str, null: str) -> str:
+    """``value`` where ``column`` holds a number or text, ``null`` where NULL, else NULL."""
+    return f"CASE WHEN {column} < x'' THEN {value} WHEN {column} IS NULL THEN {null} END"
 
 
 def _concatenation(pieces: list[str]) -> str:
@@ -520,9 +538,9 @@ class _CellWriter:
     and its encoders) writes them: times, durations, and the masks of a masked export.
 
     The masks take a fast path for the common forms and call the reference's own function
-    for any other: an E.164 ``caller``/``callee`` with a national number of 8 digits or more
-    (``mask_party``'s fast path), and an ``a_call_id`` whose digit runs (``_NUMBER_RUN``)
-    are none, or one run of 8 digits or more (``mask_call_id``)."""
+    for any other: an E.164 ``caller``/``callee`` of ASCII digits with a national number of 8
+    digits or more (``mask_party``'s fast path), and an ``a_call_id`` whose digit runs
+    (``_NUMBER_RUN``) are none, or one run of 8 digits or more (``mask_call_id``)."""
 
     def __init__(self, csv_format: bool) -> None:
         self.csv_format = csv_format
@@ -532,16 +550,17 @@ class _CellWriter:
         self.moments = _Moments(quote)
         self.durations = _Durations(csv_format, self.null)
         self.national_starts = _NationalStarts()
-        self.party_cell: Callable[[str], str] = (
-            self.party if csv_format else lambda value: _JSON_STRING(self.party(value))
-        )
+        self.party_cell: Callable[[str], str] = self.party if csv_format else self.party_json
 
     def party(self, value: str) -> str:
-        if value[:1] == "+" and len(value) > 4 and value[1:].isdigit():
+        if _e164_digits(value) is not None:
             start = self.national_starts[value[1:4]]
             if len(value) - start >= 8:
                 return f"{value[start : start + 3]}****{value[-4:]}"
         return mask_party(value)
+
+    def party_json(self, value: str) -> str:
+        return _JSON_STRING(self.party(value))
 
     def call_id_cell(self, value: str) -> str | None:
         """The masked A-leg Call-ID as a cell; None in CSV where it starts like a formula
@@ -561,13 +580,18 @@ class _CellWriter:
             len(run) >= 8
             and run.isdigit()
             and value[:2] != PURGED_PREFIX
-            and _number_run(value, end) is None
+            and _number_run_after(value, end) is None
         ):
             return f"{value[: found.start()]}{run[:3]}****{run[-4:]}{value[end:]}"
         return mask_call_id(value)
 
 
 _number_run: Final = _NUMBER_RUN.search
+# Whether a run follows: ``_NUMBER_RUN`` matches exactly where this does (its ``\+?`` is
+# optional), and without that optional start the regex engine can skip ahead to a digit.
+_number_run_after: Final = re.compile("[0-9][0-9 ().-]{5,}[0-9]").search
+# "+" and ASCII digits only (``mask_party`` asks str.isdigit, which these all pass).
+_e164_digits: Final = re.compile("\\+[0-9]{4,}").fullmatch
 
 
 def _masked_lines(chunk: list[Any], constants: list[str], cells: _CellWriter) -> list[Any]:
@@ -607,7 +631,14 @@ def _masked_lines(chunk: list[Any], constants: list[str], cells: _CellWriter) ->
         ring_s_text = durations[ring_s]
         talk_s_text = durations[talk_s]
         call_id_text = null if a_call_id is None else call_id_cell(a_call_id)
-        if ring_s_text is None or talk_s_text is None or call_id_text is None:
+        if (
+            ring_s_text is None
+            or talk_s_text is None
+            or call_id_text is None
+            or to_call_id is None
+            or to_invite is None
+            or tail is None
+        ):
             append(_seq_of(head, csv_format))
             continue
         invite = round(invite_at * 1000)
@@ -652,7 +683,7 @@ def _unmasked_lines(chunk: list[Any], constants: list[str], cells: _CellWriter) 
             continue
         ring_s_text = durations[ring_s]
         talk_s_text = durations[talk_s]
-        if ring_s_text is None or talk_s_text is None:
+        if ring_s_text is None or talk_s_text is None or tail is None:
             append(_seq_of(head, csv_format))
             continue
         invite = round(invite_at * 1000)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import json
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,9 +17,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from proxy import db
+from proxy.cdr import export
 from proxy.cdr.chain import GENESIS, commit, ms, record_hash
 from proxy.cdr.export import export_records
-from proxy.cdr.record import CallRecord
+from proxy.cdr.record import CallRecord, mask_call_id, mask_party
 from proxy.cdr.verify import verify_export
 from proxy.cdr.writer import _INSERT, chained_rows
 
@@ -404,3 +406,150 @@ def test_writer_chain_falls_back_for_values_without_a_fast_form() -> None:
     object.__setattr__(odd, "sip_status", 404.0)
     with pytest.raises(TypeError):
         chained_rows([odd], 0, GENESIS)
+
+
+# ── The render loop's fast paths against the functions they stand for ──────────────────────
+
+digits_text = st.text(alphabet="0123456789", min_size=0, max_size=18)
+party_values = st.one_of(
+    st.sampled_from(NUMBERS + AWKWARD),
+    st.builds(lambda d: "+" + d, digits_text),
+    st.builds(lambda d: d, digits_text),
+    st.builds(lambda d: "+0" + d, digits_text),
+    st.builds(lambda d: "+" + d + "\u0663", digits_text),  # a non-ASCII digit
+    st.text(alphabet="+0123456789 ()-h:٣", max_size=18),
+    st.text(max_size=16),
+)
+call_id_values = st.one_of(
+    st.sampled_from(AWKWARD + NUMBERS),
+    st.text(alphabet="0123456789 ().-+@/abh:x٣", max_size=40),
+    st.builds(
+        lambda lead, run, rest: lead + run + rest,
+        st.text(alphabet="ab@/+ -", max_size=4),
+        st.text(alphabet="0123456789", min_size=6, max_size=14),
+        st.text(alphabet="0123456789 ().-/@x", max_size=16),
+    ),
+    st.text(max_size=30),
+)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(value=party_values)
+def test_party_fast_path_is_mask_party(value: str) -> None:
+    assert export._CellWriter(True).party(value) == mask_party(value)
+    assert export._CellWriter(False).party_cell(value) == json.dumps(
+        mask_party(value), ensure_ascii=False
+    )
+
+
+@settings(max_examples=2000, deadline=None)
+@given(value=call_id_values)
+def test_call_id_fast_path_is_mask_call_id(value: str) -> None:
+    masked = mask_call_id(value)
+    assert export._CellWriter(True).call_id(value) == masked
+    # In CSV a masked Call-ID that starts like a formula goes to the reference.
+    formula = masked[:1] in "=+-@\t\r'" and masked != ""
+    assert export._CellWriter(True).call_id_cell(value) == (None if formula else masked)
+    assert export._CellWriter(False).call_id_cell(value) == json.dumps(masked, ensure_ascii=False)
+
+
+durations = st.one_of(
+    st.none(),
+    st.floats(allow_nan=False),
+    st.integers(min_value=-(10**6), max_value=10**6),
+    st.sampled_from([0.0, -0.0, 0, 60, 60.0, 4.75, float("inf"), -float("inf"), 1e16, 1e-5]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=st.lists(durations, max_size=12))
+def test_duration_cells_are_the_reference_in_any_order(values: list[object]) -> None:
+    """The cache never answers -0.0 for 0.0 (they are equal keys) nor mixes up types."""
+    for csv_format in (True, False):
+        cells = export._CellWriter(csv_format)
+        for value in values:
+            if value is None:
+                expected: str | None = "" if csv_format else "null"
+            else:
+                number = float(value)  # type: ignore[arg-type]
+                finite = number - number == 0
+                expected = repr(number) if csv_format or finite else None
+            assert cells.durations[value] == expected, (value, csv_format)
+
+
+FIRST_CHARACTERS = ["", " ", "!", "'", "+", "-", "/", "0", "9", ":", "<", "=", ">", "@", "A"]
+FIRST_CHARACTERS += ["Z", "a", "\t", "\r", "\x01", "\x7f", "é", "北", "\x00"]
+
+
+TEXT_COLUMNS = ("id", "tenant", "binding_id", "x", "callee", "direction", "a_call_id")
+TEXT_COLUMNS += ("b_call_id", "disposition", "reject_reason", "released_by", "node")
+TEXT_COLUMNS += ("caller_commit", "hash", "salt")
+
+
+@pytest.mark.parametrize("column", TEXT_COLUMNS)
+def test_every_first_character_of_every_text_column_renders_as_the_reference(
+    tmp_path: Path, column: str
+) -> None:
+    """SQL finds formula-like cells by comparisons on their first character: each character
+    around the bounds it uses, in each column, against the reference; and a blob."""
+    batch = [
+        CallRecord(
+            id=f"c{n}",
+            tenant="ride",
+            binding_id="b1",
+            x="700123456789012",
+            caller="+8613800138000",
+            callee="+8613900139000",
+            direction="a_to_b",
+            a_call_id=f"a{n}@softswitch",
+            b_call_id=f"{n:032x}@privproxy",
+            invite_at=T0 + n,
+            ring_at=T0 + n + 1.5,
+            answer_at=T0 + n + 6.25,
+            end_at=T0 + n + 66.25,
+            disposition="answered",
+            sip_status=200,
+            q850_cause=16,
+            released_by="callee",
+            node="n1",
+        )
+        for n in range(len(FIRST_CHARACTERS) + 2)
+    ]
+    conn = _store(tmp_path / "cdr.db", batch)
+    for seq, first in enumerate(FIRST_CHARACTERS, start=1):
+        conn.execute(f"UPDATE cdrs SET {column} = ? || 'x,1' WHERE seq = ?", (first, seq))
+    conn.execute(f"UPDATE cdrs SET {column} = ? WHERE seq = ?", (b"=blob", len(batch) - 1))
+    conn.execute(f"UPDATE cdrs SET {column} = '' WHERE seq = ?", (len(batch),))
+    for fmt in ("csv", "jsonl"):
+        for unmask in (False, True):
+            reference, rendered = _exports(conn, tmp_path, fmt, unmask)
+            assert rendered == reference, (fmt, unmask)
+    conn.close()
+
+
+def test_cells_that_need_quoting_anywhere_in_a_line_go_to_the_reference(tmp_path: Path) -> None:
+    """The chunk check counts commas, CR, LF, quotes and NULs; a chain column of a
+    tampered record may hold any of them."""
+    batch = [
+        CallRecord(
+            id=f"c{n}",
+            tenant="ride",
+            x="700123456789012",
+            caller="+8613800138000",
+            invite_at=T0 + n,
+            end_at=T0 + n,
+            disposition="rejected",
+            reject_reason="no_binding",
+            sip_status=404,
+            node="n1",
+        )
+        for n in range(8)
+    ]
+    conn = _store(tmp_path / "cdr.db", batch)
+    for seq, value in enumerate(["a,b", 'q"q', "c\rr", "l\nf", "n\x00l", "ok"], start=1):
+        conn.execute("UPDATE cdrs SET prev_hash = ?, node = ? WHERE seq = ?", (value, value, seq))
+    for fmt in ("csv", "jsonl"):
+        for unmask in (False, True):
+            reference, rendered = _exports(conn, tmp_path, fmt, unmask)
+            assert rendered == reference, (fmt, unmask)
+    conn.close()
