@@ -8,6 +8,7 @@ malformed message is refused before any decision is taken on it.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import Final, NamedTuple
 
@@ -639,7 +640,9 @@ def _header_key(raw_name: str) -> tuple[str, str]:
     if not is_token(name):
         raise BadRequest(f"invalid header name {name[:40]!r}")
     key = name.lower()
-    key = COMPACT_FORMS.get(key, key)
+    # Interned: the typed views find their line with list.count/index, which compare by
+    # identity first, and the keys they look for are interned literals.
+    key = sys.intern(COMPACT_FORMS.get(key, key))
     # Only names without trailing LWS are remembered: the fast path takes the name as
     # written for Header.name, which is then the same as the stripped one.
     if name == raw_name and len(_NAME_KEYS) < _NAME_CACHE_LIMIT:
