@@ -17,7 +17,7 @@ from typing import Any, Final
 
 from proxy.b2bua.call import Call
 from proxy.b2bua.context import B2buaSettings, Context, Ids
-from proxy.b2bua.digest import Challenge, DigestAuthenticator
+from proxy.b2bua.digest import Challenge, DigestAuthenticator, Mismatch
 from proxy.b2bua.events import EMPTY, CallFinished, CallSummary, LookupBinding
 from proxy.b2bua.legs import ALeg, BLeg, Leg, Outputs
 from proxy.b2bua.policy import BLOCKED, UNTRUSTED, CallPolicy, Refusal
@@ -272,14 +272,16 @@ class B2BUA:
         refusal = self.policy.admit_peer(host, now)
         if refusal is None and self.digest is not None:
             verdict = self.digest.check(
-                "INVITE", request.get("authorization"), host, self.ctx.ids.tag(), now
+                "INVITE", request.uri, request.get("authorization"), host, self.ctx.ids.tag(), now
             )
             if isinstance(verdict, Challenge):
                 # RFC 3261 §22.2: as a UAS we challenge with 401. Not a refused attempt but
                 # a step of the handshake: the authenticated INVITE follows; no record.
                 headers = (("WWW-Authenticate", verdict.header),)
                 return self._reply(txn, 401, headers=headers, now=now)
-            if not verdict:
+            if isinstance(verdict, Mismatch):
+                refusal = Refusal(400, verdict.reason, "untrusted_peer")
+            elif not verdict:
                 refusal = UNTRUSTED
         ref = self.ctx.ids.ref()
         call = Call(self, self.ctx, None, ref, now)

@@ -1,11 +1,18 @@
 """Digest authentication of the peers that start calls (RFC 3261 §22, RFC 7616).
 
 We answer INVITEs as a UAS, so the challenge is 401 with WWW-Authenticate (RFC 3261
-§22.2), not a proxy's 407. Nonces are stateless: the timestamp and a unique value from the
-core's ids, sealed with an HMAC of a secret from the settings and the peer's address, so a
-nonce is verified without remembering it and is good only for the peer it was given to and
-only for ``nonce_lifetime_s``. The nonce count is not tracked (that would need state per
-nonce): within its lifetime a captured response could be replayed, by the same address only.
+§22.2), not a proxy's 407. Nonces are issued without state: the timestamp and a unique
+value from the core's ids, sealed with an HMAC of a secret from the settings and the peer's
+address, so a nonce is verified without remembering it and is good only for the peer it
+was given to and only for ``nonce_lifetime_s``.
+
+Replays are refused with state kept only for nonces that were *used*: the highest nonce
+count accepted with each (RFC 7616 §3.4: a count that does not grow is a replay), and a
+nonce used without ``qop`` (RFC 2069 style, no count) is spent by its first use. The
+credentials must also be for this request: their ``uri`` must name the Request-URI (RFC
+7616 §3.4.6), or a response captured for one privacy number would place calls to another.
+The table is bounded; a nonce dropped from it while still fresh is answered with a stale
+challenge from then on, never accepted again.
 
 Pure: the secret comes from the settings, time from ``now``.
 """
@@ -15,11 +22,19 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
+from proxy.sip.errors import SipError
+from proxy.sip.uri import parse_uri
+
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+#: Used nonces whose counts are kept (about 200 bytes each); beyond it the oldest are
+#: dropped and their peers re-challenged.
+MAX_TRACKED_NONCES: Final = 16_384
 
 #: RFC 7616 §3.2, the algorithms and their hash functions.
 ALGORITHMS: Final[dict[str, Callable[[bytes], str]]] = {
@@ -68,6 +83,13 @@ class Challenge:
     """Answer 401 with this WWW-Authenticate (``stale``: the password was right)."""
 
     header: str
+
+
+@dataclass(frozen=True, slots=True)
+class Mismatch:
+    """Credentials computed for another request: answer 400 (RFC 7616 §3.4.6)."""
+
+    reason: str
 
 
 def parse_credentials(text: str) -> dict[str, str] | None:
@@ -120,10 +142,16 @@ def _quoted(text: str, i: int) -> tuple[str | None, int]:
 class DigestAuthenticator:
     """Challenges and checks the peers of ``settings.peers``."""
 
-    __slots__ = ("settings",)
+    __slots__ = ("_counts", "_forgotten_until", "settings")
 
     def __init__(self, settings: DigestSettings) -> None:
         self.settings = settings
+        #: used nonce → the highest nonce count accepted with it (0: used without qop,
+        #: spent); in order of first use
+        self._counts: OrderedDict[str, int] = OrderedDict()
+        #: issue time of the newest nonce dropped from ``_counts`` while still fresh:
+        #: a nonce issued until then that is not in the table may have been used
+        self._forgotten_until = -1
 
     def _seal(self, timestamp: str, unique: str, host: str) -> str:
         message = f"{timestamp}:{unique}:{host}".encode()
@@ -157,23 +185,58 @@ class DigestAuthenticator:
         return Challenge(header + (", stale=true" if stale else ""))
 
     def check(
-        self, method: str, authorization: str | None, host: str, unique: str, now: float
-    ) -> Challenge | bool:
-        """True: authenticated. False: wrong credentials (refuse). A ``Challenge``: none or
-        a stale nonce (send it with 401)."""
+        self,
+        method: str,
+        uri: str,
+        authorization: str | None,
+        host: str,
+        unique: str,
+        now: float,
+    ) -> Challenge | Mismatch | bool:
+        """True: authenticated. False: wrong credentials (refuse). A ``Challenge``: none, a
+        stale nonce or a replayed one (send it with 401). A ``Mismatch``: credentials for
+        another Request-URI than ``uri`` (answer 400)."""
         peer = self.settings.peer_for(host)
         if peer is None:
             return True
         params = parse_credentials(authorization) if authorization else None
         if params is None or params.get("realm") != self.settings.realm:
             return self.challenge(unique, host, now)
-        state = self.nonce_state(params.get("nonce", ""), host, now)
+        nonce = params.get("nonce", "")
+        state = self.nonce_state(nonce, host, now)
         if state == "forged":
             return self.challenge(unique, host, now)
         if params.get("username") != peer.username or not self._response_ok(method, params, peer):
             return False
-        if state == "stale":
+        if not _same_resource(params.get("uri", ""), uri):
+            return Mismatch("Digest uri does not match the Request-URI")
+        # Without qop the response does not cover nc: the nonce is then good for one use.
+        nc = params.get("nc") if params.get("qop") == "auth" else None
+        if state == "stale" or not self._first_use(nonce, nc, now):
             return self.challenge(unique, host, now, stale=True)
+        return True
+
+    def _first_use(self, nonce: str, nc: str | None, now: float) -> bool:
+        """Record this use of a fresh, sealed ``nonce`` with count ``nc`` (None without
+        qop); False when it is a replay, or may be one."""
+        counts = self._counts
+        count = int(nc, 16) if nc is not None else 0
+        previous = counts.get(nonce)
+        if previous is None:
+            if _issued(nonce) <= self._forgotten_until:
+                return False
+        elif nc is None or count <= previous:
+            return False
+        counts[nonce] = count
+        oldest = now - self.settings.nonce_lifetime_s
+        while counts:
+            first = next(iter(counts))
+            issued = _issued(first)
+            if issued >= oldest and len(counts) <= MAX_TRACKED_NONCES:
+                break
+            del counts[first]
+            if issued >= oldest:
+                self._forgotten_until = max(self._forgotten_until, issued)
         return True
 
     def _response_ok(self, method: str, params: dict[str, str], peer: DigestPeer) -> bool:
@@ -190,7 +253,30 @@ class DigestAuthenticator:
             expected = h(f"{ha1}:{nonce}:{ha2}".encode())
         elif qop == "auth":
             nc, cnonce = params.get("nc", ""), params.get("cnonce", "")
+            if not _is_nonce_count(nc) or not cnonce:
+                return False
             expected = h(f"{ha1}:{nonce}:{nc}:{cnonce}:{qop}:{ha2}".encode())
         else:
             return False
         return hmac.compare_digest(expected, params.get("response", "").lower())
+
+
+def _is_nonce_count(text: str) -> bool:
+    """nc-value = 8LHEX (RFC 7616 §3.4)."""
+    return len(text) == 8 and all(char in "0123456789abcdefABCDEF" for char in text)
+
+
+def _issued(nonce: str) -> int:
+    """The issue time sealed into one of our nonces (``nonce_state`` has checked it)."""
+    return int(nonce.partition(".")[0], 16)
+
+
+def _same_resource(digest_uri: str, request_uri: str) -> bool:
+    """Whether the ``uri`` of the credentials names the Request-URI, compared as URIs
+    (RFC 3261 §19.1.4, RFC 3966 §4)."""
+    if digest_uri == request_uri:
+        return True
+    try:
+        return parse_uri(request_uri).matches(parse_uri(digest_uri))
+    except SipError:
+        return False

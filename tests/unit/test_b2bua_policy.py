@@ -218,6 +218,37 @@ def test_digest_challenge_then_authenticated_call() -> None:
     network.call(caller_invite(call_id="a-call-3@x", branch="z9hG4bKwrong", extra=wrong))
     assert network.finished[-1].reject_reason == "untrusted_peer"
     assert network.finished[-1].sip_status == 403
+    # The same right credentials again: without qop a nonce is good for one use.
+    network.call(caller_invite(call_id="a-call-4@x", branch="z9hG4bKagain", extra=authorization))
+    assert [r.status for r in responses_to_caller(network)][-1] == 401
+    assert len(network.callee.received("INVITE")) == 1
+
+
+def test_digest_credentials_for_another_privacy_number_get_400() -> None:
+    """RFC 7616 §3.4.6: credentials computed for one Request-URI do not call another."""
+    peer = DigestPeer(ipaddress.ip_network("127.0.0.0/8"), "switch", "pw")
+    digest = DigestSettings(secret=b"0123456789abcdef", peers=(peer,))
+    network, _ = bound_network(digest=digest)
+    network.call()
+    [challenge] = [r for r in responses_to_caller(network) if r.status == 401]
+    params = parse_credentials(challenge.get("www-authenticate") or "")
+    assert params is not None
+    other = "sip:700999999999999@127.0.0.1:5060"
+
+    def h(text: str) -> str:
+        return hashlib.md5(text.encode()).hexdigest()
+
+    response = h(f"{h('switch:privproxy:pw')}:{params['nonce']}:{h(f'INVITE:{other}')}")
+    authorization = (
+        f'Authorization: Digest username="switch", realm="privproxy", '
+        f'nonce="{params["nonce"]}", uri="{other}", response="{response}"\n'
+    )
+    network.call(caller_invite(call_id="a-call-2@x", branch="z9hG4bKother", extra=authorization))
+    final = responses_to_caller(network)[-1]
+    assert (final.status, final.reason) == (400, "Digest uri does not match the Request-URI")
+    assert network.callee.received("INVITE") == []
+    assert network.finished[-1].reject_reason == "untrusted_peer"
+    assert network.finished[-1].sip_status == 400
 
 
 # -- the hostile-input fixes ------------------------------------------------------------
