@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from proxy.sip.errors import SipError
-from proxy.sip.uri import parse_uri
+from proxy.sip.uri import SipUri, parse_uri
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -272,11 +272,21 @@ def _issued(nonce: str) -> int:
 
 
 def _same_resource(digest_uri: str, request_uri: str) -> bool:
-    """Whether the ``uri`` of the credentials names the Request-URI, compared as URIs
-    (RFC 3261 §19.1.4, RFC 3966 §4)."""
+    """Whether the ``uri`` of the credentials names the Request-URI's resource: for SIP the
+    same scheme and user (the number dialled), for other URIs equivalence (RFC 3966 §4).
+    Hosts and parameters may differ: a proxy on the way may rewrite the Request-URI, which
+    is why credentials carry their own copy (RFC 2617 §3.2.2.5); the number may not."""
     if digest_uri == request_uri:
         return True
     try:
-        return parse_uri(request_uri).matches(parse_uri(digest_uri))
+        ours, theirs = parse_uri(request_uri), parse_uri(digest_uri)
     except SipError:
         return False
+    if isinstance(ours, SipUri):
+        return (
+            isinstance(theirs, SipUri)
+            and ours.scheme == theirs.scheme
+            and ours.user is not None
+            and ours.user_unescaped == theirs.user_unescaped
+        )
+    return ours.matches(theirs)
