@@ -107,6 +107,8 @@ class Config:
     cdr_retention_days: float | None = None
     cdr_retention_key: str | None = None
     cdr_signing_key: str | None = None
+    tcp_max_per_host: int = 32
+    tcp_max_inbound: int = 2048
 
     @property
     def listens(self) -> tuple[Listen, ...]:
@@ -208,6 +210,10 @@ class Config:
             raise ConfigError("dial_format must be national or e164")
         if self.ring_timeout <= 0 or self.grace < 0:
             raise ConfigError("ring_timeout must be positive and grace not negative")
+        if self.tcp_max_per_host < 1 or self.tcp_max_inbound < self.tcp_max_per_host:
+            raise ConfigError(
+                "tcp_max_per_host must be positive and tcp_max_inbound at least as large"
+            )
         return self
 
 

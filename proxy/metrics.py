@@ -115,6 +115,16 @@ class ServerCollector:
             value=counters["internal_errors"],
         )
         yield GaugeMetricFamily(
+            "privproxy_tcp_inbound_connections",
+            "Open TCP connections peers made to us.",
+            value=server.tcp.inbound_total,
+        )
+        yield CounterMetricFamily(
+            "privproxy_tcp_refused_connections",
+            "TCP connections closed on accept for going over tcp_max_per_host or tcp_max_inbound.",
+            value=server.tcp.refused,
+        )
+        yield GaugeMetricFamily(
             "privproxy_cdr_queue_depth",
             "Call records submitted and not yet committed.",
             value=server.writer.queued,

@@ -91,7 +91,11 @@ class Server:
             timers=TimerSettings(self.config.t1, self.config.t2, self.config.t4),
         )
         self.udp: list[UdpProtocol] = []
-        self.tcp = TcpPool(self.deliver)
+        self.tcp = TcpPool(
+            self.deliver,
+            max_per_host=self.config.tcp_max_per_host,
+            max_inbound=self.config.tcp_max_inbound,
+        )
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy.config import ConfigError, load_config
+from proxy.config import Config, ConfigError, load_config
 from proxy.server import settings_from
 
 
@@ -56,3 +56,14 @@ def test_settings_from_toml(tmp_path: Path) -> None:
 def test_bad_policy_settings_are_config_errors(overrides: dict[str, object], names: str) -> None:
     with pytest.raises(ConfigError, match=names):
         load_config(None, overrides)
+
+
+def test_tcp_connection_caps(tmp_path: Path) -> None:
+    assert (Config().tcp_max_per_host, Config().tcp_max_inbound) == (32, 2048)
+    config = tmp_path / "tcp.toml"
+    config.write_text("tcp_max_per_host = 4\ntcp_max_inbound = 100\n")
+    loaded = load_config(str(config), {})
+    assert (loaded.tcp_max_per_host, loaded.tcp_max_inbound) == (4, 100)
+    for bad in ({"tcp_max_per_host": 0}, {"tcp_max_per_host": 10, "tcp_max_inbound": 5}):
+        with pytest.raises(ConfigError, match="tcp_max_per_host"):
+            load_config(None, bad)

@@ -35,6 +35,7 @@ def test_metrics_read_the_server(tmp_path: Path) -> None:
     server.counters["calls_answered"] += 3
     server.counters["reject_no_binding"] += 1
     server.lookup_latency.observe(0.00002)
+    server.tcp.inbound_total, server.tcp.refused = 3, 7
     text = render(registry_for(server)).decode()
     assert "privproxy_active_calls 0.0" in text
     assert 'privproxy_calls_total{disposition="answered"} 3.0' in text
@@ -44,3 +45,5 @@ def test_metrics_read_the_server(tmp_path: Path) -> None:
     assert 'privproxy_binding_lookup_seconds_bucket{le="2.5e-05"} 1.0' in text
     assert "privproxy_cdr_queue_depth 0.0" in text
     assert "privproxy_retransmissions_total 0.0" in text
+    assert "privproxy_tcp_inbound_connections 3.0" in text
+    assert "privproxy_tcp_refused_connections_total 7.0" in text
