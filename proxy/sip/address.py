@@ -76,8 +76,24 @@ WHITESPACE: Final = (
     "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005"
     "\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
 )
+
+
+def _class_without(excluded: str) -> str:
+    """The character class of every code point but ``excluded``, as ranges: ``[^...]``
+    tests every excluded item before it accepts a character, a class of ranges accepts
+    an ASCII one at its first lookup."""
+    ranges: list[str] = []
+    start = 0
+    for code in sorted({ord(character) for character in excluded}):
+        if code > start:
+            ranges.append(f"\\U{start:08x}-\\U{code - 1:08x}")
+        start = code + 1
+    ranges.append(f"\\U{start:08x}-\\U0010ffff")
+    return f"[{''.join(ranges)}]"
+
+
 #: ``[^;\s"]``: a character of a parameter value without quotes or LWS.
-_VALUE_CHAR: Final = f'[^;"{WHITESPACE}]'
+_VALUE_CHAR: Final = _class_without(';"' + WHITESPACE)
 _TOKEN: Final = r"[A-Za-z0-9\-.!%*_+`'~]++"
 _SIMPLE_PARAMS_TEXT: Final = rf"(?:;{_TOKEN}(?:={_VALUE_CHAR}++)?+)*+"
 

@@ -59,8 +59,15 @@ REASON_PHRASES: Final[dict[int, str]] = {
 #: Status-Code text → value: the three ASCII digits 100-699 (RFC 3261 §7.2, §25.1), and
 #: nothing else (not "+99", "٢٠٠" or "2_00", which int() would take).
 _STATUS_CODES: Final[dict[str, int]] = {str(code): code for code in range(100, 700)}
-_MANDATORY: Final = ("via", "from", "to", "call-id", "cseq")
-_SINGLE: Final = ("from", "to", "call-id", "cseq", "max-forwards", "content-type")
+#: Keys with a hyphen, interned as the header keys are (``_header_key``): a literal is
+#: interned only when it looks like an identifier, and list.count/index compare by
+#: identity first.
+_CALL_ID: Final = sys.intern("call-id")
+_CONTENT_LENGTH: Final = sys.intern("content-length")
+_MAX_FORWARDS: Final = sys.intern("max-forwards")
+_CONTENT_TYPE: Final = sys.intern("content-type")
+_MANDATORY: Final = ("via", "from", "to", _CALL_ID, "cseq")
+_SINGLE: Final = ("from", "to", _CALL_ID, "cseq", _MAX_FORWARDS, _CONTENT_TYPE)
 _FOLD_CHARS: Final = (" ", "\t")
 #: Header names as written (checked tokens) → canonical key; bounded so that a peer
 #: sending random names cannot grow it without limit.
@@ -367,10 +374,10 @@ class Message:
         value = self._call_id
         if value is None:
             keys = self._keys
-            if keys is not None and self._headers is None and keys.count("call-id") == 1:
-                value = self._parts[keys.index("call-id")][2].strip()  # _required, written out
+            if keys is not None and self._headers is None and keys.count(_CALL_ID) == 1:
+                value = self._parts[keys.index(_CALL_ID)][2].strip()  # _required, written out
             else:
-                value = self._required("call-id")
+                value = self._required(_CALL_ID)
             if not value or " " in value or "\t" in value:
                 raise BadRequest("malformed Call-ID")
             self._call_id = value
@@ -390,7 +397,7 @@ class Message:
 
     @property
     def max_forwards(self) -> int | None:
-        value = self._single("max-forwards")
+        value = self._single(_MAX_FORWARDS)
         if value is None:
             return None
         if not is_digits(value) or int(value) > 255:
@@ -437,7 +444,7 @@ class Message:
     @property
     def content_type(self) -> str | None:
         """The media type, lower-case and without parameters (RFC 3261 §20.15)."""
-        value = self._single("content-type")
+        value = self._single(_CONTENT_TYPE)
         if value is None:
             return None
         return value.partition(";")[0].strip().lower()
@@ -576,11 +583,11 @@ def parse(
     except KeyError:
         headers = _parse_header_lines(header_lines)
         keys = [header[0] for header in headers]
-    lengths = keys.count("content-length")
+    lengths = keys.count(_CONTENT_LENGTH)
     if lengths:
         if lengths > 1:
             raise BadRequest("more than one Content-Length header")
-        place = keys.index("content-length")
+        place = keys.index(_CONTENT_LENGTH)
         content_length = parts[place][2].strip() if headers is None else headers[place].value
         if not (content_length.isascii() and content_length.isdigit()):  # is_digits
             raise BadRequest("Content-Length is not a non-negative integer")
