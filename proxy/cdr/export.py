@@ -289,17 +289,26 @@ def _write_jsonl(
 # ``_rows`` with ``_write_csv``/``_write_jsonl`` format each row in Python (~20 µs a row): the
 # reference. ``_LineSql`` has SQLite render the plain text of each line instead (integers,
 # text cells by concatenation, json_quote in JSON), and ``_masked_lines``/``_unmasked_lines``
-# fill in the cells that need Python, running the reference's own code for them: the masks
-# (``mask_party``, ``mask_call_id``), the times (``round(t * 1000)``, ``iso_ms``) and the
-# durations (``repr``). SQL renders a row's text only where it is known to equal the
-# reference's: no blob in a text column, integer statuses; for any other row it returns the
-# row's ``seq`` and the reference renders that row, as it does a row whose duration is not a
-# float, and a whole chunk in which a value makes the reference's code raise (so that the
-# same error comes first). CSV quoting and formula injection are checked in Python over
-# whole chunks: a chunk with exactly one separator per cell boundary, no quote, CR, LF or
-# NUL inside a cell, and no cell starting like a formula needs no cell quoted or prefixed;
-# a line that fails goes to the reference. tests/unit/test_cdr_export.py holds both paths
-# to the same bytes.
+# fill in the cells that need Python with the reference's own code or a fast path tested
+# against it: the masks (``mask_party``, ``mask_call_id``; ``_CellWriter``), the times
+# (``round(t * 1000)``, ``iso_ms``) and the durations (``repr``). SQL renders a row's text
+# only where it is known to equal the reference's: no blob in a text column, integer
+# statuses, and in CSV no free-text cell starting like a formula; for any other row it
+# returns the row's ``seq`` (or a NULL segment) and the reference renders that row, as it
+# does a row whose duration is not a float, and a whole chunk in which a value makes the
+# reference's code raise (so that the same error comes first). CSV quoting is checked over
+# whole chunks: a chunk with exactly one separator per cell boundary and no quote, CR, LF or
+# NUL inside a cell needs no cell quoted (``_csv_unquoted``); a line that fails goes to the
+# reference. tests/unit/test_cdr_export.py and test_cdr_speedpaths.py hold both paths to
+# the same bytes.
+#
+# Measured with benchmarks/cdr.py on the shared 2-CPU machine: SQLite's part (the scan, the
+# virtual durations, the concatenations and checks) is about a third of the CPU time, the
+# sqlite3 module's row tuples a sixth, the render loop a third; rendering in worker
+# processes (removed) or in a second thread did not pay: the render loop holds the GIL, and
+# sqlite3 releases it around every row's step, so another Python thread would take turns
+# with it row by row. What overlaps is hashing and writing, which ``_HashingFile`` does in
+# a thread of its own on whole blocks.
 
 _TIME_COLUMNS: Final = frozenset(RECORD_COLUMNS[i] for i in _TIME_INDEXES)
 _FREE_TEXT_COLUMNS: Final = frozenset(RECORD_COLUMNS[i] for i in _FREE_TEXT)

@@ -491,7 +491,8 @@ def test_every_first_character_of_every_text_column_renders_as_the_reference(
     tmp_path: Path, column: str
 ) -> None:
     """SQL finds formula-like cells by comparisons on their first character: each character
-    around the bounds it uses, in each column, against the reference; and a blob."""
+    around the bounds it uses, in each column, against the reference; and blobs, one of
+    them not UTF-8."""
     batch = [
         CallRecord(
             id=f"c{n}",
@@ -513,12 +514,13 @@ def test_every_first_character_of_every_text_column_renders_as_the_reference(
             released_by="callee",
             node="n1",
         )
-        for n in range(len(FIRST_CHARACTERS) + 2)
+        for n in range(len(FIRST_CHARACTERS) + 3)
     ]
     conn = _store(tmp_path / "cdr.db", batch)
     for seq, first in enumerate(FIRST_CHARACTERS, start=1):
         conn.execute(f"UPDATE cdrs SET {column} = ? || 'x,1' WHERE seq = ?", (first, seq))
-    conn.execute(f"UPDATE cdrs SET {column} = ? WHERE seq = ?", (b"=blob", len(batch) - 1))
+    conn.execute(f"UPDATE cdrs SET {column} = ? WHERE seq = ?", (b"=blob", len(batch) - 2))
+    conn.execute(f"UPDATE cdrs SET {column} = ? WHERE seq = ?", (b"\xff\xfe", len(batch) - 1))
     conn.execute(f"UPDATE cdrs SET {column} = '' WHERE seq = ?", (len(batch),))
     for fmt in ("csv", "jsonl"):
         for unmask in (False, True):
