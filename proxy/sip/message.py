@@ -554,7 +554,9 @@ def parse(
     """
     if len(data) > max_size:
         raise MessageTooLarge(f"{len(data)} bytes, limit {max_size}")
-    while data[:2] == b"\r\n":  # CRLFs before a message (RFC 3261 §7.5)
+    # CRLFs before a message (RFC 3261 §7.5); a one-byte slice is a shared object, a
+    # two-byte one a new one for every message.
+    while data[:1] == b"\r" and data[:2] == b"\r\n":
         data = data[2:]
     head, blank_line, rest = data.partition(b"\r\n\r\n")
     if not blank_line:

@@ -611,3 +611,18 @@ def test_too_many_vias_are_too_many_hops() -> None:
     with pytest.raises(SipError) as raised:
         message.validate()
     assert raised.value.status == 483
+
+
+def test_crlfs_before_a_message_are_skipped_and_nothing_else() -> None:
+    """RFC 3261 §7.5: CRLFs before the start line are ignored; a bare CR is not one."""
+    response = (
+        b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=1\r\n"
+        b"To: <sip:c@d>;tag=2\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+    )
+    for prefix in (b"", b"\r\n", b"\r\n\r\n\r\n"):
+        message = parse(prefix + response)
+        assert isinstance(message, Response)
+        assert message.to_bytes() == response
+    for prefix in (b"\r", b"\n", b"\r\r\n"):
+        with pytest.raises(SipError):
+            parse(prefix + response)
