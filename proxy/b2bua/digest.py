@@ -9,8 +9,9 @@ was given to and only for ``nonce_lifetime_s``.
 Replays are refused with state kept only for nonces that were *used*: the highest nonce
 count accepted with each (RFC 7616 §3.4: a count that does not grow is a replay), and a
 nonce used without ``qop`` (RFC 2069 style, no count) is spent by its first use. The
-credentials must also be for this request: their ``uri`` must name the Request-URI (RFC
-7616 §3.4.6), or a response captured for one privacy number would place calls to another.
+credentials must also be for this request: their ``uri`` must name the Request-URI's number
+(RFC 7616 §3.4.6), or a response captured for one privacy number would place calls to
+another.
 The table is bounded; a nonce dropped from it while still fresh is answered with a stale
 challenge from then on, never accepted again.
 
@@ -87,7 +88,7 @@ class Challenge:
 
 @dataclass(frozen=True, slots=True)
 class Mismatch:
-    """Credentials computed for another request: answer 400 (RFC 7616 §3.4.6)."""
+    """Credentials computed for another resource (number): answer 400 (RFC 7616 §3.4.6)."""
 
     reason: str
 
@@ -194,8 +195,8 @@ class DigestAuthenticator:
         now: float,
     ) -> Challenge | Mismatch | bool:
         """True: authenticated. False: wrong credentials (refuse). A ``Challenge``: none, a
-        stale nonce or a replayed one (send it with 401). A ``Mismatch``: credentials for
-        another Request-URI than ``uri`` (answer 400)."""
+        stale nonce or a replayed one (send it with 401). A ``Mismatch``: credentials whose
+        ``uri`` names another number than the Request-URI ``uri`` (answer 400)."""
         peer = self.settings.peer_for(host)
         if peer is None:
             return True
