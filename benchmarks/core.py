@@ -1,6 +1,6 @@
 """CPU cost of the pure call path: whole calls through the B2BUA core, no sockets.
 
-    python benchmarks/core.py [CALLS] [RUNS] [STEP]
+    python benchmarks/core.py [CALLS] [RUNS] [STEP] [IDLE_MS]
 
 A scripted caller and callee exchange the datagrams of a full call (INVITE/100/180/200/
 ACK/BYE/200 on both legs) with the core in memory; only the time spent inside the core
@@ -8,11 +8,17 @@ ACK/BYE/200 on both legs) with the core in memory; only the time spent inside th
 RUNS) and the core's share of a call's datagrams. Each call has its own numbers, as in
 production, so per-call caches (leak guards, number parsing) are exercised cold.
 
-Without STEP the clock moves 0.01 s per call and the core is advanced every 100 calls, so
+Without STEP (or with 0) the clock moves 0.01 s per call and the core is advanced every 100 calls, so
 a run of 2000 calls never reaches the 5-32 s timers that end each call's transactions
 (Timers K, J, L, M). With STEP (seconds between call starts, ``Bench.step``) the core is
 advanced before every call: each call also pays for the expiry of earlier calls'
 transactions, as in a long-running ``privproxy serve``.
+
+With IDLE_MS the benchmark sleeps that long before each datagram (outside the time
+counted), in runs that alternate with runs that do not: a proxy at 100 calls/s sleeps
+between datagrams too, and what the same work costs after the CPU has been idle (caches
+and predictors cold, the core possibly lent to another tenant) is printed beside the hot
+figure.
 """
 
 from __future__ import annotations
@@ -96,8 +102,12 @@ class Bench:
     #: seconds between call starts with the core advanced before each call; None: 0.01 s
     #: and advanced every 100 calls (the figures quoted before STEP existed)
     step: float | None = None
+    #: seconds slept before each datagram, outside the time counted
+    idle: float = 0.0
 
     def core_call(self, fn, *args):  # type: ignore[no-untyped-def]
+        if self.idle:
+            time.sleep(self.idle)
         start = time.perf_counter()
         outputs = fn(*args)
         sends: list[Send] = []
@@ -148,24 +158,38 @@ class Bench:
             self.core_call(self.core.advance, self.now)
 
 
+def run_once(calls: int, first: int, idle: float) -> float:
+    """µs of core time per call over ``calls`` calls numbered from ``first``."""
+    bench = Bench()
+    bench.idle = idle
+    for n in range(calls):
+        bench.call(first + n)
+    return bench.spent / calls * 1e6
+
+
 def main() -> None:
     tune_gc()  # as privproxy serve does
     calls = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
     runs = int(sys.argv[2]) if len(sys.argv) > 2 else 5
-    if len(sys.argv) > 3:
+    if len(sys.argv) > 3 and float(sys.argv[3]) > 0:
         Bench.step = float(sys.argv[3])
-    results = []
+    idle = float(sys.argv[4]) / 1000 if len(sys.argv) > 4 else 0.0
+    hot: list[float] = []
+    cold: list[float] = []
     for run in range(runs):
-        bench = Bench()
-        for n in range(calls):
-            bench.call(run * calls + n)
-        results.append(bench.spent / calls * 1e6)
-    print(
-        f"core CPU per call: median {statistics.median(results):.0f} µs "
-        f"(runs: {', '.join(f'{r:.0f}' for r in results)}; {calls} calls each, "
-        "8 datagrams in, ~10 out"
-        + (f"; {Bench.step} s apart, timers fired before each call)" if Bench.step else ")")
+        hot.append(run_once(calls, 2 * run * calls, 0.0))
+        if idle:
+            cold.append(run_once(calls, (2 * run + 1) * calls, idle))
+    setting = "8 datagrams in, ~10 out" + (
+        f"; {Bench.step} s apart, timers fired before each call" if Bench.step else ""
     )
+    for label, results in (("", hot), (f" after {idle * 1000:g} ms idle", cold)):
+        if results:
+            print(
+                f"core CPU per call{label}: median {statistics.median(results):.0f} µs "
+                f"(runs: {', '.join(f'{r:.0f}' for r in results)}; {calls} calls each, "
+                f"{setting})"
+            )
 
 
 if __name__ == "__main__":
