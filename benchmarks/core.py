@@ -8,8 +8,8 @@ ACK/BYE/200 on both legs) with the core in memory; only the time spent inside th
 RUNS) and the core's share of a call's datagrams. Each call has its own numbers, as in
 production, so per-call caches (leak guards, number parsing) are exercised cold.
 
-Without STEP (or with 0) the clock moves 0.01 s per call and the core is advanced every 100 calls, so
-a run of 2000 calls never reaches the 5-32 s timers that end each call's transactions
+Without STEP (or with 0) the clock moves 0.01 s per call and the core is advanced every
+100 calls, so a run of 2000 calls never reaches the 5-32 s timers that end each call's transactions
 (Timers K, J, L, M). With STEP (seconds between call starts, ``Bench.step``) the core is
 advanced before every call: each call also pays for the expiry of earlier calls'
 transactions, as in a long-running ``privproxy serve``.
