@@ -48,9 +48,9 @@ from proxy.cdr.checkpoint import latest_checkpoint, public_key_id
 
 # The masks' own building blocks, so that the export's fast paths cannot drift from them.
 from proxy.cdr.record import (
-    _NUMBER_RUN,
+    NUMBER_RUN,
     PURGED_PREFIX,
-    _country_code_size,
+    country_code_size,
     mask_call_id,
     mask_party,
 )
@@ -535,7 +535,7 @@ class _NationalStarts(dict[str, int]):
     ``+CC…`` (1 + the country code's length, ``mask_party``'s own lookup)."""
 
     def __missing__(self, digits: str) -> int:
-        start = self[digits] = 1 + _country_code_size(digits)
+        start = self[digits] = 1 + country_code_size(digits)
         return start
 
 
@@ -549,7 +549,7 @@ class _CellWriter:
     The masks take a fast path for the common forms and call the reference's own function
     for any other: an E.164 ``caller``/``callee`` of ASCII digits with a national number of 8
     digits or more (``mask_party``'s fast path), and an ``a_call_id`` whose digit runs
-    (``_NUMBER_RUN``) are none, or one run of 8 digits or more (``mask_call_id``)."""
+    (``NUMBER_RUN``) are none, or one run of 8 digits or more (``mask_call_id``)."""
 
     def __init__(self, csv_format: bool) -> None:
         self.csv_format = csv_format
@@ -595,8 +595,8 @@ class _CellWriter:
         return mask_call_id(value)
 
 
-_number_run: Final = _NUMBER_RUN.search
-# Whether a run follows: ``_NUMBER_RUN`` matches exactly where this does (its ``\+?`` is
+_number_run: Final = NUMBER_RUN.search
+# Whether a run follows: ``NUMBER_RUN`` matches exactly where this does (its ``\+?`` is
 # optional), and without that optional start the regex engine can skip ahead to a digit.
 _number_run_after: Final = re.compile("[0-9][0-9 ().-]{5,}[0-9]").search
 # "+" and ASCII digits only (``mask_party`` asks str.isdigit, which these all pass).

@@ -217,13 +217,14 @@ CALL_RECORD_FIELDS: Final[tuple[str, ...]] = tuple(f.name for f in fields(CallRe
 PURGED_PREFIX: Final = "h:"
 """Retention replaces a personal value by ``h:`` and a keyed hash (``proxy.cdr.retention``)."""
 
-_NUMBER_RUN: Final = re.compile(r"\+?[0-9][0-9 ().-]{5,}[0-9]")
+NUMBER_RUN: Final = re.compile(r"\+?[0-9][0-9 ().-]{5,}[0-9]")
+"""A run of digits that may be a number (``mask_call_id``; the export's fast path shares it)."""
 
 
 _COUNTRY_CODE_SIZE: dict[str, int] = {}
 
 
-def _country_code_size(digits: str) -> int:
+def country_code_size(digits: str) -> int:
     """Length of the E.164 country code that starts ``digits`` (codes are prefix-free)."""
     head = digits[:3]
     size = _COUNTRY_CODE_SIZE.get(head)
@@ -242,7 +243,7 @@ def mask_party(value: str) -> str:
         return value
     digits = value[1:]
     if value[:1] == "+" and len(digits) > 3 and digits.isdigit():
-        national = digits[_country_code_size(digits) :]
+        national = digits[country_code_size(digits) :]
         if len(national) >= 8:
             return f"{national[:3]}****{national[-4:]}"
     return mask(value)
@@ -253,7 +254,7 @@ def mask_call_id(value: str) -> str:
     A leg's Call-ID from the caller's number (``13800138000///1-42@host``)."""
     if value.startswith(PURGED_PREFIX):
         return value
-    return _NUMBER_RUN.sub(_mask_run, value)
+    return NUMBER_RUN.sub(_mask_run, value)
 
 
 def _mask_run(match: re.Match[str]) -> str:
