@@ -238,19 +238,35 @@ class CdrWriter:
             conn.close()
 
     def _drain(self, conn: sqlite3.Connection) -> None:
+        """Commit what is queued as the batch policy says: full batches as soon as they
+        are full, the rows after them when the window of the batch's first row ends (or
+        a flush or stop comes); rows carried over keep that window."""
+        items: list[_QueueItem] = []
+        window_end = 0.0
         while True:
-            first = self._queue.get()
-            if isinstance(first, CallRecord):
-                self._wake.wait(self.batch_s)  # the batch window (see the module docstring)
+            if not items:
+                items.append(self._queue.get())
+                window_end = time.monotonic() + self.batch_s
+            if isinstance(items[-1], CallRecord) and len(items) < self.batch_rows:
+                # Sleep through the window (see the module docstring); ``submit`` wakes
+                # this thread early for a full batch, ``flush`` and ``close`` at once.
+                self._wake.wait(max(0.0, window_end - time.monotonic()))
             self._wake.clear()
-            items = [first]
             while True:
                 try:
                     items.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
+            carried: list[_QueueItem] = []
+            if time.monotonic() < window_end and all(
+                isinstance(item, CallRecord) for item in items
+            ):
+                # Woken for a full batch: the rows after the last full one wait on.
+                full = len(items) - len(items) % self.batch_rows
+                items, carried = items[:full], items[full:]
             if self._write(conn, items):
                 return
+            items = carried
 
     def _write(self, conn: sqlite3.Connection, items: list[_QueueItem]) -> bool:
         """Commit the records of ``items`` in queue order, ``batch_rows`` at most per

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -228,6 +229,35 @@ def test_batches_close_at_batch_rows(db_path: Path) -> None:
     assert cdr_writer.queued == 1
     assert cdr_writer.flush(timeout=10)
     assert (cdr_writer.written, cdr_writer.batches) == (7, 3)
+    assert cdr_writer.close(timeout=10)
+
+
+def test_rows_after_the_full_batches_wait_for_their_window(db_path: Path) -> None:
+    """All seven rows are queued when the writer first wakes: it commits the two full
+    batches and leaves the seventh to its window, not to ride along early."""
+    cdr_writer = CdrWriter(db_path, batch_rows=3, batch_ms=3_600_000)
+    for n in range(7):
+        cdr_writer.submit(answered(n))
+    cdr_writer.start()
+    assert cdr_writer.wait_written(6, timeout=10)
+    assert not cdr_writer.wait_written(7, timeout=0.3)
+    assert (cdr_writer.written, cdr_writer.batches) == (6, 2)
+    assert cdr_writer.flush(timeout=10)
+    assert (cdr_writer.written, cdr_writer.batches) == (7, 3)
+    assert cdr_writer.close(timeout=10)
+    assert sorted(r.id for r in read_records(db_path)) == [answered(n).id for n in range(7)]
+
+
+def test_carried_rows_keep_the_window_of_their_batch(db_path: Path) -> None:
+    """A row carried over after a full batch is committed when the window that began
+    with its batch's first row ends, not a whole window later."""
+    cdr_writer = CdrWriter(db_path, batch_rows=2, batch_ms=400)
+    for n in range(3):
+        cdr_writer.submit(answered(n))
+    started = time.monotonic()
+    cdr_writer.start()
+    assert cdr_writer.wait_written(3, timeout=10)
+    assert time.monotonic() - started < 0.4 + 0.3  # one window (and scheduling slack)
     assert cdr_writer.close(timeout=10)
 
 
