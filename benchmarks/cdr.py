@@ -9,16 +9,23 @@ What it measures, and prints:
   CPU time per record of this process (all its threads);
 - **export**: rows/s of a full masked export of ``--export-rows`` records (default
   1,000,000) written by ``export_records`` to a file with its manifest (file SHA-256
-  included), for CSV and JSON Lines (target ≥ 100,000/s), each run two ways: the default
-  (SQL renderer; its writer thread hashes and writes while the next lines are rendered) and
-  the row-by-row Python reference. Wall-clock medians of ``--repeat`` runs, the CPU time per
-  row of this process (all its threads), and whether both ways wrote the same bytes;
+  included), for CSV and JSON Lines (target ≥ 100,000/s), each run side by side, alternating
+  run by run: the automatic path (``parallel=None``: two processes on two CPUs or more, the
+  helper rendering the second half of the rows) and the single-process path
+  (``parallel=False``; SQL renderer, its writer thread hashing and writing while the next
+  lines are rendered); with ``--reference`` also the row-by-row Python reference.
+  Wall-clock medians of ``--repeat`` runs, the CPU time per row of this process (all its
+  threads) and of its helper (``RUSAGE_CHILDREN``, counted once the helper is reaped), and
+  whether every way wrote the same bytes;
 - rows/s of ``verify`` of the CSV export and of ``verify --db`` over the same table.
 
 The machine's load average is printed beside the figures, since this machine is shared: a
 wall-clock rate is only as good as the cores that were free.
 
 Run: .venv/bin/python -m benchmarks.cdr [--writer-rows N] [--export-rows N] [--repeat N]
+[--skip-writer] [--reference] [--db FILE]
+(``--skip-writer`` skips the writer runs but the one that fills the export table;
+``--db FILE`` keeps that table in FILE and reuses it when it already holds the rows)
 (run as a script it works too: the repository root goes first on sys.path, so that
 benchmarks/bindings.py does not shadow the bindings package)
 """
@@ -39,7 +46,7 @@ from typing import Literal
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from proxy.cdr.export import export_records
+from proxy.cdr.export import PARALLEL_MIN_ROWS, available_cpus, export_records
 from proxy.cdr.record import CallRecord
 from proxy.cdr.verify import verify_db, verify_export
 from proxy.cdr.writer import CdrWriter
@@ -111,13 +118,32 @@ def fill(path: Path, rows: int) -> tuple[float, float]:
 
 
 def cpu_seconds() -> float:
-    """CPU time of this process, all its threads."""
+    """CPU time of this process, all its threads, and of its reaped children (the export's
+    helper process)."""
     own = resource.getrusage(resource.RUSAGE_SELF)
-    return own.ru_utime + own.ru_stime
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def load() -> str:
     return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def export_table(work: Path, db: Path | None, rows: int) -> Path:
+    """A database holding ``rows`` benchmark records: ``db`` when it already does, else
+    filled through the writer (and kept when ``db`` is given)."""
+    path = db or work / "export.db"
+    if path.exists():
+        conn = open_database(path)
+        held = conn.execute("SELECT count(*) FROM cdrs").fetchone()[0]
+        conn.close()
+        if held == rows:
+            print(f"export table: {rows:,} records in {path}")
+            return path
+        raise SystemExit(f"{path} holds {held:,} records, not {rows:,}")
+    rate, _ = fill(path, rows)
+    print(f"writer: {rate:,.0f} records/s ({rows:,} records) — {load()}")
+    return path
 
 
 def main() -> None:
@@ -125,49 +151,51 @@ def main() -> None:
     parser.add_argument("--writer-rows", type=int, default=200_000)
     parser.add_argument("--export-rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--skip-writer", action="store_true", help="no writer runs")
+    parser.add_argument("--reference", action="store_true", help="also the Python reference")
+    parser.add_argument("--db", type=Path, help="keep (or reuse) the export table here")
     args = parser.parse_args()
-    print(f"{os.cpu_count()} CPUs, {load()}")
+    print(f"{os.cpu_count()} CPUs ({available_cpus()} available), {load()}")
     with tempfile.TemporaryDirectory(prefix="cdr-bench-") as tmp:
         work = Path(tmp)
         rates = []
-        for run in range(args.repeat):
+        for run in range(0 if args.skip_writer else args.repeat):
             rate, cpu = fill(work / f"writer{run}.db", args.writer_rows)
             rates.append(rate)
             print(f"  writer run {run + 1}: {rate:,.0f} records/s, {cpu * 1e6:.1f} µs CPU/record")
-        print(
-            f"writer: {statistics.median(rates):,.0f} records/s median"
-            f" ({args.writer_rows:,} records, chain included; target 50,000) — {load()}"
-        )
-        db_path = work / "export.db"
-        rate, cpu = fill(db_path, args.export_rows)
-        print(f"writer: {rate:,.0f} records/s ({args.export_rows:,} records) — {load()}")
+        if rates:
+            print(
+                f"writer: {statistics.median(rates):,.0f} records/s median"
+                f" ({args.writer_rows:,} records, chain included; target 50,000) — {load()}"
+            )
+        db_path = export_table(work, args.db, args.export_rows)
         conn = open_database(db_path)
-        ways: dict[str, Literal["python", "sql"]] = {
-            "default": "sql",
-            "python reference": "python",
+        two = available_cpus() >= 2 and args.export_rows >= PARALLEL_MIN_ROWS
+        automatic = f"automatic: {'two processes' if two else 'one process'}"
+        ways: dict[str, tuple[Literal["sql", "python"], bool | None]] = {
+            automatic: ("sql", None),
+            "single process": ("sql", False),
         }
+        if args.reference:
+            ways["python reference"] = ("python", False)
         for fmt in ("csv", "jsonl"):
             results: dict[str, list[tuple[float, float]]] = {way: [] for way in ways}
             digests: dict[str, str] = {}
             count = 0
             for _ in range(args.repeat):
-                for way, renderer in ways.items():
-                    out = work / f"export-{renderer}.{fmt}"
+                for n, (way, (renderer, parallel)) in enumerate(ways.items()):
+                    out = work / f"export-{n}.{fmt}"
                     start = time.perf_counter()
                     cpu = cpu_seconds()
                     result = export_records(
-                        conn,
-                        out,
-                        fmt=fmt,
-                        renderer=renderer,
-                        now=T0,
+                        conn, out, fmt=fmt, renderer=renderer, parallel=parallel, now=T0
                     )
                     elapsed = time.perf_counter() - start
                     cpu = cpu_seconds() - cpu
                     count = result.manifest["count"]
                     results[way].append((count / elapsed, cpu / count))
                     digests[way] = result.manifest["file"]["sha256"]
-            size = (work / f"export-sql.{fmt}").stat().st_size / 1e6
+            size = (work / f"export-0.{fmt}").stat().st_size / 1e6
             for way, runs in results.items():
                 wall = statistics.median(r for r, _ in runs)
                 per_row = statistics.median(c for _, c in runs)
@@ -177,9 +205,9 @@ def main() -> None:
                     f" {per_row * 1e6:.1f} µs CPU/row ({count:,} rows, {size:.0f} MB) — {load()}"
                 )
             same = len(set(digests.values())) == 1
-            print(f"  {fmt}: both ways wrote the same bytes: {same}")
+            print(f"  {fmt}: every way wrote the same bytes: {same}")
         start = time.perf_counter()
-        report = verify_export(work / "export-sql.csv")
+        report = verify_export(work / "export-0.csv")
         elapsed = time.perf_counter() - start
         print(f"verify FILE: {report.records / elapsed:,.0f} rows/s (ok={report.ok})")
         start = time.perf_counter()

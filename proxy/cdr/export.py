@@ -30,9 +30,14 @@ import csv
 import hashlib
 import io
 import json
+import logging
+import os
 import queue
 import re
 import sqlite3
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -54,7 +59,7 @@ from proxy.cdr.record import (
     mask_call_id,
     mask_party,
 )
-from proxy.db import transaction
+from proxy.db import DEFAULT_BUSY_TIMEOUT_MS, transaction
 
 ExportFormat = Literal["csv", "jsonl"]
 MANIFEST_VERSION: Final = 1
@@ -109,6 +114,12 @@ class _TextSink(Protocol):
     """Where an export's text goes (``_HashingFile``)."""
 
     def write(self, text: str, /) -> int: ...
+
+
+class _ByteSink(Protocol):
+    """Where rendered UTF-8 lines go (``_HashingFile``; a helper's ``_PartFile``)."""
+
+    def write_bytes(self, data: bytes, /) -> None: ...
 
 
 class ExportError(ValueError):
@@ -216,6 +227,15 @@ def count_matching(conn: sqlite3.Connection, selection: ExportFilter) -> int:
     return int(conn.execute(f"SELECT COUNT(*) FROM cdrs{where}", params).fetchone()[0])
 
 
+def _where(selection: ExportFilter, seqs: tuple[int, int] | None) -> tuple[str, list[object]]:
+    """``selection``'s WHERE clause, narrowed to ``first <= seq <= last`` by ``seqs``."""
+    where, params = selection.where()
+    if seqs is None:
+        return where, params
+    narrowed = f"{where} AND seq BETWEEN ? AND ?" if where else " WHERE seq BETWEEN ? AND ?"
+    return narrowed, [*params, *seqs]
+
+
 def _rows(
     conn: sqlite3.Connection, selection: ExportFilter, unmask: bool, for_csv: bool
 ) -> Iterator[list[Any]]:
@@ -304,11 +324,12 @@ def _write_jsonl(
 #
 # Measured with benchmarks/cdr.py on the shared 2-CPU machine: SQLite's part (the scan, the
 # virtual durations, the concatenations and checks) is about a third of the CPU time, the
-# sqlite3 module's row tuples a sixth, the render loop a third; rendering in worker
-# processes (removed) or in a second thread did not pay: the render loop holds the GIL, and
-# sqlite3 releases it around every row's step, so another Python thread would take turns
-# with it row by row. What overlaps is hashing and writing, which ``_HashingFile`` does in
-# a thread of its own on whole blocks.
+# sqlite3 module's row tuples a sixth, the render loop a third. A second thread rendering
+# does not pay: the render loop holds the GIL, and sqlite3 releases it around every row's
+# step, so another Python thread would take turns with it row by row. What overlaps in one
+# process is hashing and writing, which ``_HashingFile`` does in a thread of its own on
+# whole blocks; what uses a second core is a helper process rendering the second half of
+# the rows (see "Two processes" below).
 
 _TIME_COLUMNS: Final = frozenset(RECORD_COLUMNS[i] for i in _TIME_INDEXES)
 _FREE_TEXT_COLUMNS: Final = frozenset(RECORD_COLUMNS[i] for i in _FREE_TEXT)
@@ -447,16 +468,18 @@ _DURATIONS: Final = frozenset({"ring_s", "talk_s"})
 
 def _write_lines_sql(
     conn: sqlite3.Connection,
-    out: _HashingFile,
+    out: _ByteSink,
     selection: ExportFilter,
     fmt: ExportFormat,
     unmask: bool,
     progress: Callable[[int], None] | None,
+    seqs: tuple[int, int] | None = None,
 ) -> int:
-    """Write the lines of the selected records as ``_LineSql`` and ``_masked_lines`` or
-    ``_unmasked_lines`` render them (see above); return how many."""
+    """Write the lines of the selected records (those with ``first <= seq <= last`` when
+    ``seqs`` is given) as ``_LineSql`` and ``_masked_lines`` or ``_unmasked_lines`` render
+    them (see above); return how many."""
     columns = UNMASKED_COLUMNS if unmask else RECORD_COLUMNS
-    where, params = selection.where()
+    where, params = _where(selection, seqs)
     csv_format = fmt == "csv"
     separators = len(columns) - 1
     written = 0
@@ -918,6 +941,292 @@ def _write_lines_python(
         progress(tick)
 
 
+# ── Two processes ───────────────────────────────────────────────────────────────────────────
+#
+# On a machine with two free cores a large export renders in two processes: this one renders
+# the first half of the selected rows (by seq) straight into the output, as a single-process
+# export does, while a helper (``python -m proxy.cdr.export_part``, a fresh interpreter: no
+# fork with an open sqlite3 connection) opens the database read-only and renders the second
+# half with the same code (``_write_lines_sql``) into a private temporary file next to the
+# output. This process then appends that file through ``_HashingFile``, so the file and its
+# SHA-256 are those of a single-process export.
+#
+# The helper is started before the split is looked up, so that its interpreter start-up
+# (about 0.1 s) overlaps the query. It reads its job as one JSON line on stdin, writes the
+# rows it has rendered as progress lines (one integer per ``_PROGRESS_ROWS``) on stdout, and
+# exits 0 when its part is complete. Its snapshot is its own: it checks that no purge run
+# committed since this process's snapshot (``snapshot_mark``), and this process checks that
+# it rendered exactly the rows expected; rows committed later have higher seqs and are
+# outside both ranges. Whenever the helper fails (a record the reference cannot write, a
+# purge in between, a helper that cannot start), this process renders the helper's range
+# itself: the bytes written, or the error raised, are the single-process export's.
+
+PARALLEL_MIN_ROWS: Final = 50_000
+"""Below this many rows an automatic export stays in one process: the helper's start-up and
+the copy of its part cost more than its half of the rendering saves (benchmarks/cdr.py)."""
+
+_HELPER_COMMAND: Final = (sys.executable, "-m", "proxy.cdr.export_part")
+_PART_BLOCK: Final = 1 << 22
+_FIRST_SHARE: Final = 0.5
+"""This process's share of the rows; it also hashes the whole file and appends the part."""
+
+_log = logging.getLogger(__name__)
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, where the system has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def snapshot_mark(conn: sqlite3.Connection) -> int:
+    """The newest purge run: the only writes that change committed records (seq, tenant and
+    times never change), each in one transaction with its ``cdr_redactions`` row."""
+    return int(conn.execute("SELECT coalesce(max(seq), 0) FROM cdr_redactions").fetchone()[0])
+
+
+def _database_file(conn: sqlite3.Connection) -> str | None:
+    """The main database's file, None for an in-memory or temporary one."""
+    for _, name, file in conn.execute("PRAGMA database_list").fetchall():
+        if name == "main":
+            return str(file) or None
+    return None
+
+
+def _split_seq(
+    conn: sqlite3.Connection,
+    selection: ExportFilter,
+    first_rows: int,
+    summary: tuple[int, int, int],
+) -> int:
+    """The seq of the first row after the first ``first_rows`` selected ones; a contiguous
+    selection (every seq from the first to the last: seq is the primary key) needs no
+    query."""
+    count, first_seq, last_seq = summary
+    if last_seq - first_seq + 1 == count:
+        return first_seq + first_rows
+    where, params = selection.where()
+    row = conn.execute(
+        f"SELECT seq FROM cdrs{where} ORDER BY seq LIMIT 1 OFFSET ?", [*params, first_rows]
+    ).fetchone()
+    return int(row[0])
+
+
+class _Helper:
+    """The helper process and its part file; used as a context manager: leaving it kills a
+    helper still running, reaps it and deletes the part file."""
+
+    def __init__(self, out: Path) -> None:
+        descriptor, name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")
+        os.close(descriptor)
+        self.part = Path(name)
+        self.reported = 0
+        """Rows the helper has reported rendered."""
+        self._pending = b""
+        self._errors = tempfile.TemporaryFile()  # noqa: SIM115 (closed by __exit__)
+        root = str(Path(__file__).resolve().parent.parent.parent)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, (root, env.get("PYTHONPATH"))))
+        try:
+            self.process = subprocess.Popen(
+                _HELPER_COMMAND,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=self._errors,
+                env=env,
+            )
+        except BaseException:
+            self._errors.close()
+            self.part.unlink(missing_ok=True)
+            raise
+        assert self.process.stdout is not None
+        self._stdout = self.process.stdout.fileno()
+        os.set_blocking(self._stdout, False)
+
+    def __enter__(self) -> _Helper:
+        return self
+
+    def __exit__(self, kind: object, error: object, trace: object) -> None:
+        try:
+            if self.process.poll() is None:
+                self.process.kill()
+            self.process.wait()
+        finally:
+            for stream in (self.process.stdin, self.process.stdout, self._errors):
+                if stream is not None:
+                    stream.close()
+            self.part.unlink(missing_ok=True)
+
+    def send(self, job: dict[str, object]) -> None:
+        stdin = self.process.stdin
+        assert stdin is not None
+        try:
+            stdin.write(json.dumps(job).encode() + b"\n")
+            stdin.close()
+        except BrokenPipeError:  # the helper ended early: ``finish`` says it failed
+            pass
+
+    def poll(self) -> int:
+        """Rows reported since the last call, without waiting."""
+        try:
+            data = os.read(self._stdout, 1 << 16)
+        except BlockingIOError:
+            return 0
+        return self._count(data)
+
+    def _count(self, data: bytes) -> int:
+        lines = (self._pending + data).split(b"\n")
+        self._pending = lines.pop()
+        rows = sum(int(line) for line in lines if line.strip().isdigit())
+        self.reported += rows
+        return rows
+
+    def finish(self, progress: Callable[[int], None] | None, expected: int) -> bool:
+        """Wait for the helper; whether it rendered its whole part (``expected`` rows)."""
+        os.set_blocking(self._stdout, True)
+        while data := os.read(self._stdout, 1 << 16):
+            rows = self._count(data)
+            if progress is not None and rows:
+                progress(rows)
+        code = self.process.wait()
+        if code == 0 and self.reported == expected:
+            return True
+        self._errors.seek(0)
+        tail = self._errors.read()[-2000:].decode(errors="replace").strip()
+        _log.info(
+            "export helper exited %s after %d of %d rows; rendering its part here%s",
+            code,
+            self.reported,
+            expected,
+            f": {tail}" if tail else "",
+        )
+        return False
+
+    def append_to(self, handle: _HashingFile) -> None:
+        with self.part.open("rb") as part:
+            while block := part.read(_PART_BLOCK):
+                handle.write_bytes(block)
+
+
+class _PartFile:
+    """A helper's sink: its part file, written as rendered (no hash: the exporting process
+    hashes the part as it appends it)."""
+
+    def __init__(self, binary: BinaryIO) -> None:
+        self._binary = binary
+
+    def write_bytes(self, data: bytes, /) -> None:
+        self._binary.write(data)
+
+
+def _after(progress: Callable[[int], None], skipped: int) -> Callable[[int], None]:
+    """``progress`` with the first ``skipped`` rows left out: those a failed helper already
+    reported, rendered again here."""
+    left = skipped
+
+    def advance(rows: int) -> None:
+        nonlocal left
+        shown = max(0, rows - left)
+        left = max(0, left - rows)
+        if shown:
+            progress(shown)
+
+    return advance
+
+
+def _start_helper(out: Path) -> _Helper | None:
+    """A helper process, None where none can start (the export then runs in one)."""
+    try:
+        return _Helper(out)
+    except OSError as exc:
+        _log.info("export helper could not start (%s); exporting in one process", exc)
+        return None
+
+
+def _helper_wanted(parallel: bool | None, count: int) -> bool:
+    if count < 1 or parallel is False:
+        return False
+    return parallel is True or (count >= PARALLEL_MIN_ROWS and available_cpus() >= 2)
+
+
+def _write_lines_two_processes(
+    conn: sqlite3.Connection,
+    handle: _HashingFile,
+    helper: _Helper,
+    database: str,
+    selection: ExportFilter,
+    fmt: ExportFormat,
+    unmask: bool,
+    progress: Callable[[int], None] | None,
+    summary: tuple[int, int, int],
+) -> None:
+    """The selected rows, the first part rendered here and the rest by ``helper``."""
+    count, first_seq, last_seq = summary
+    first_rows = int(count * _FIRST_SHARE)
+    split = _split_seq(conn, selection, first_rows, summary)
+    helper.send(
+        {
+            "database": database,
+            "part": str(helper.part),
+            "since": selection.since,
+            "until": selection.until,
+            "tenant": selection.tenant,
+            "format": fmt,
+            "unmask": unmask,
+            "seqs": [split, last_seq],
+            "mark": snapshot_mark(conn),
+        }
+    )
+    own_progress = None
+    if progress is not None:
+        report = progress
+
+        def own_progress(rows: int) -> None:
+            report(rows + helper.poll())
+
+    _write_lines_sql(conn, handle, selection, fmt, unmask, own_progress, (first_seq, split - 1))
+    if helper.finish(progress, count - first_rows):
+        helper.append_to(handle)
+    else:
+        redo = None if progress is None else _after(progress, helper.reported)
+        _write_lines_sql(conn, handle, selection, fmt, unmask, redo, (split, last_seq))
+
+
+def render_part(job: dict[str, Any], report: Callable[[int], None]) -> int:
+    """The helper's side (``python -m proxy.cdr.export_part``): render ``job``'s seq range
+    into its part file; return the exit status (0 done, ``PART_STALE`` when a purge run
+    committed after the exporting process's snapshot). A record that cannot be written
+    raises, as in the exporting process, which then renders the range itself."""
+    uri = f"{Path(job['database']).as_uri()}?mode=ro"
+    conn = sqlite3.connect(uri, uri=True, isolation_level=None)
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {DEFAULT_BUSY_TIMEOUT_MS}")
+        conn.execute("BEGIN")
+        if snapshot_mark(conn) != job["mark"]:
+            return PART_STALE
+        selection = ExportFilter(job["since"], job["until"], job["tenant"])
+        first, last = job["seqs"]
+        with open(job["part"], "wb") as binary:
+            _write_lines_sql(
+                conn,
+                _PartFile(binary),
+                selection,
+                job["format"],
+                job["unmask"],
+                report,
+                (first, last),
+            )
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+    return 0
+
+
+PART_STALE: Final = 3
+
+
 def export_records(
     conn: sqlite3.Connection,
     out: Path,
@@ -931,12 +1240,16 @@ def export_records(
     signing_key: Ed25519PrivateKey | None = None,
     progress: Callable[[int], None] | None = None,
     renderer: Literal["auto", "sql", "python"] = "auto",
+    parallel: bool | None = None,
 ) -> ExportResult:
     """Write ``out`` and ``out.manifest.json``; see the module docstring.
 
     ``renderer``: ``"sql"`` has SQLite render the lines' plain text (see "Rendering in
     SQLite"), ``"python"`` runs the row-by-row reference; both write the same bytes.
     ``"auto"`` takes the faster one as measured on benchmarks/cdr.py: SQL.
+    ``parallel`` (SQL renderer, database in a file): ``True`` renders the second half of the
+    rows in a helper process (see "Two processes"), ``False`` never, ``None`` when it pays:
+    ``PARALLEL_MIN_ROWS`` rows or more and two CPUs or more. The bytes are the same.
     The file is hashed while it is written (``_HashingFile``), so nothing reads it back.
     """
     if renderer == "auto":
@@ -965,7 +1278,27 @@ def export_records(
             if renderer == "sql":
                 if fmt == "csv":
                     handle.write(",".join(columns) + "\r\n")
-                _write_lines_sql(conn, handle, selection, fmt, unmask, progress)
+                database = _database_file(conn)
+                helper = None
+                if database is not None and _helper_wanted(parallel, count):
+                    helper = _start_helper(out)
+                if helper is None:
+                    _write_lines_sql(conn, handle, selection, fmt, unmask, progress)
+                else:
+                    assert database is not None and first_seq is not None
+                    assert last_seq is not None
+                    with helper:
+                        _write_lines_two_processes(
+                            conn,
+                            handle,
+                            helper,
+                            database,
+                            selection,
+                            fmt,
+                            unmask,
+                            progress,
+                            (count, first_seq, last_seq),
+                        )
             else:
                 _write_lines_python(handle, columns, conn, selection, fmt, unmask, progress)
         checkpoint = None if last_seq is None else latest_checkpoint(conn, at_most_seq=last_seq)
