@@ -155,6 +155,16 @@ def export_command(
     reason: Annotated[str | None, typer.Option(help="Why numbers are unmasked.")] = None,
     db: DbOption = DEFAULT_DB,
     signing_key: SigningKeyOption = None,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            "--jobs",
+            min=1,
+            max=2,
+            help="Processes that render: 1 (leaves a core to a proxy on this machine) or 2;"
+            " default: 2 for large exports on two CPUs or more.",
+        ),
+    ] = None,
 ) -> None:
     """Export call records (masked by default) with FILE.manifest.json."""
     if unmask and not (reason and reason.strip()):
@@ -178,6 +188,7 @@ def export_command(
                 actor=_actor(),
                 signing_key=key,
                 progress=advance,
+                parallel=None if jobs is None else jobs == 2,
             )
     except ExportError as exc:
         raise _fail(str(exc)) from exc

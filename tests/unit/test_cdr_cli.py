@@ -15,6 +15,7 @@ import typer
 from typer.testing import CliRunner
 
 from proxy import audit, db
+from proxy.cdr import export
 from proxy.cdr_cli import audit_app, cdr_app
 from tests.unit.test_cdr_chain import REAL_NUMBER, fill, sample
 
@@ -51,6 +52,35 @@ def test_export_then_verify_then_tamper(db_path: Path, tmp_path: Path) -> None:
     code, output = invoke("cdr", "verify", str(out))
     assert code == 1
     assert "TAMPERED" in output and "first broken record: line 9 (seq 8)" in output
+
+
+def test_export_jobs_two_and_one_write_the_same_file_that_verifies(
+    db_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    helpers: list[export._Helper] = []
+
+    class Counted(export._Helper):
+        def __init__(self, out: Path) -> None:
+            super().__init__(out)
+            helpers.append(self)
+
+    monkeypatch.setattr(export, "_Helper", Counted)
+    written = {}
+    for jobs in ("2", "1"):
+        out = tmp_path / f"jobs{jobs}.jsonl"
+        code, output = invoke(
+            "cdr", "export", "--db", str(db_path), "--out", str(out), "--format", "jsonl",
+            "--jobs", jobs,
+        )  # fmt: skip
+        assert code == 0, output
+        code, output = invoke("cdr", "verify", str(out))
+        assert code == 0 and "OK: 20 records" in output
+        written[jobs] = out.read_bytes()
+    assert written["2"] == written["1"]
+    # --jobs 2 ran a helper (20 records, far below the automatic threshold); --jobs 1 none.
+    assert len(helpers) == 1 and helpers[0].process.returncode == 0
+    code, output = invoke("cdr", "export", "--db", str(db_path), "--jobs", "3")
+    assert code == 2 and "--jobs" in output
 
 
 def test_verify_the_database_names_the_changed_record(db_path: Path) -> None:
