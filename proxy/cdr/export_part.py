@@ -1,8 +1,9 @@
 """The helper process of a two-process export (``proxy.cdr.export``, "Two processes").
 
 Run by ``export_records`` as ``python -m proxy.cdr.export_part``: reads its job as one JSON
-line on stdin, renders that seq range into the job's part file, writes the rows rendered as
-progress lines (one integer each) on stdout, and exits 0 when the part is complete.
+line on stdin, renders that seq range into the job's part file, reports on stdout, after
+each block written, the rows rendered since the last report and the part file's size
+(``ROWS BYTES``), and exits 0 when the part is complete.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import sys
 from proxy.cdr.export import render_part
 
 
-def _report(rows: int) -> None:
-    sys.stdout.write(f"{rows}\n")
+def _report(rows: int, size: int) -> None:
+    sys.stdout.write(f"{rows} {size}\n")
     sys.stdout.flush()
 
 

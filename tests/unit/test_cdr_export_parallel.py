@@ -44,8 +44,8 @@ def spy(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Spy]:
             super().__init__(out)
             seen.helpers.append(self)
 
-        def finish(self, progress: Any, expected: int) -> bool:
-            done = super().finish(progress, expected)
+        def append_while_running(self, handle: Any, progress: Any, expected: int) -> bool:
+            done = super().append_while_running(handle, progress, expected)
             seen.finished.append(done)
             return done
 
@@ -241,6 +241,23 @@ def test_a_bad_record_raises_the_single_process_error_on_either_side(
         assert spy.finished == []
 
 
+def test_a_helper_failing_after_reported_rows_leaves_the_rest_and_its_error_here(
+    tmp_path: Path, spy: _Spy
+) -> None:
+    conn = _store(tmp_path / "cdr.db", [_record(n) for n in range(26_000)])
+    # The helper renders seqs 13,001 to 26,000: 12,288 (three fetches) before the bad one.
+    with db.transaction(conn):
+        conn.execute("UPDATE cdrs SET invite_at = 'abc' WHERE seq = 25990")
+    errors = []
+    for parallel in (False, True):
+        with pytest.raises(TypeError) as caught:
+            export_records(conn, tmp_path / f"{parallel}.csv", now=T0, parallel=parallel)
+        errors.append(str(caught.value))
+    conn.close()
+    assert errors[1] == errors[0]
+    assert spy.finished == [False] and spy.helpers[0].reported == 12_288
+
+
 def test_a_helper_still_running_when_this_process_fails_is_killed_and_reaped(
     tmp_path: Path, spy: _Spy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -258,8 +275,15 @@ def test_a_helper_still_running_when_this_process_fails_is_killed_and_reaped(
 
 HELPERS_THAT_FAIL = {
     "exits 1": "import sys; sys.stdin.readline(); sys.exit(1)",
-    "reports rows, then fails": "import sys; sys.stdin.readline(); print(7, flush=True); 1 / 0",
-    "exits 0 short of its rows": "import sys; sys.stdin.readline(); print(1)",
+    # Renders and reports all but the last 5 rows of its range, then fails.
+    "fails before its last rows": (
+        "import json, sys; from proxy.cdr.export_part import _report;"
+        " from proxy.cdr.export import render_part;"
+        " job = json.loads(sys.stdin.readline()); job['seqs'][1] -= 5;"
+        " render_part(job, _report); sys.exit(1)"
+    ),
+    "exits 0 without its rows": "import sys; sys.stdin.readline()",
+    "reports nonsense": "import sys; sys.stdin.readline(); print('x 1'); print(3); print()",
     "reads no job": "pass",
 }
 
@@ -276,8 +300,9 @@ def test_a_failed_helper_has_its_range_rendered_here(
     conn.close()
     assert two == single
     assert spy.finished == [False]
-    # Rows the helper reported before it failed are not counted again.
+    # Rows the helper reported before it failed are appended and not rendered again.
     assert sum(ticks) == 60
+    assert spy.helpers[0].reported == (25 if "json" in code else 0)
 
 
 def test_a_helper_that_cannot_start_leaves_one_process(
