@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass
-from typing import Any, Final, NamedTuple
+from dataclasses import dataclass, field
+from typing import Any, Final, NamedTuple, Self
 
 from proxy.sip.errors import BadRequest
 from proxy.sip.uri import (
@@ -199,17 +199,37 @@ def parse_header_params(text: str, what: str) -> Params:
         i = j + 1
 
 
-class NameAddress(NamedTuple):
+def _param_or_empty(params: Params, wanted: str) -> str | None:
+    """The first ``wanted`` parameter's value ("" when it has none), or None."""
+    for name, value in params:
+        if name == wanted:
+            return "" if value is None else value
+    return None
+
+
+class _NameAddressFields(NamedTuple):
+    uri: Uri
+    display_name: str | None
+    params: Params
+    tag: str | None
+
+
+class NameAddress(_NameAddressFields):
     """From, To, Contact, Route, P-Asserted-Identity and kin (RFC 3261 §20.10, §20.20).
 
     ``display_name`` is as written (quotes kept); ``params`` are header parameters such
     as ``tag`` — never URI parameters (§20: addr-spec parameters belong to the header).
+    ``tag`` is the dialog tag (RFC 3261 §19.3), the first ``tag`` parameter's value (""
+    when it has none) or None: worked out from ``params`` when the value is built, and
+    read as a tuple item (a C getter), not by a property function looping over the
+    parameters, as every dialog and transaction decision reads it.
     Equal only to another NameAddress, never to a plain tuple with the same items.
     """
 
-    uri: Uri
-    display_name: str | None = None
-    params: Params = ()
+    __slots__ = ()
+
+    def __new__(cls, uri: Uri, display_name: str | None = None, params: Params = ()) -> Self:
+        return tuple.__new__(cls, (uri, display_name, params, _param_or_empty(params, "tag")))
 
     def __eq__(self, other: object) -> bool:
         return type(other) is NameAddress and tuple.__eq__(self, other)
@@ -245,10 +265,11 @@ class NameAddress(NamedTuple):
                     params: Params = (("tag", tag),)
                 elif param_text:
                     params = split_checked_params(param_text)
+                    tag = _param_or_empty(params, "tag")
                 else:
                     params = ()
                 uri = _new_tuple(SipUri, (scheme, user, host, port, password, uri_params, ()))
-                address = _new_tuple(NameAddress, (uri, quoted or tokens, params))
+                address = _new_tuple(NameAddress, (uri, quoted or tokens, params, tag))
         if address is None:
             address = cls.parse_general(text, what)
         if len(_PARSED_ADDRESSES) >= _PARSED_LIMIT:
@@ -300,23 +321,24 @@ class NameAddress(NamedTuple):
     def param(self, name: str) -> str | None:
         return param_value(self.params, name)
 
-    @property
-    def tag(self) -> str | None:
-        """The dialog tag (RFC 3261 §19.3), or None."""
-        for name, value in self.params:
-            if name == "tag":
-                return "" if value is None else value
-        return None
-
 
 @dataclass(frozen=True, slots=True)
 class Via:
-    """One Via value (RFC 3261 §20.42, §18.2.1; RFC 3581 rport)."""
+    """One Via value (RFC 3261 §20.42, §18.2.1; RFC 3581 rport).
+
+    ``branch`` (RFC 3261 §8.1.1.7) is the first ``branch`` parameter's value ("" when it
+    has none) or None: worked out from ``params`` when the value is built, and read as a
+    slot, not by a property function looping over the parameters, as every transaction
+    match reads it (§17.1.3, §17.2.3). Not compared: ``params`` holds it."""
 
     transport: str
     host: str
     port: int | None = None
     params: Params = ()
+    branch: str | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "branch", _param_or_empty(self.params, "branch"))
 
     @classmethod
     def parse(cls, text: str) -> Via:
@@ -358,7 +380,11 @@ class Via:
                             plain = len(octets) == 4 and _IPV4_PARTS.issuperset(octets)
                             break
                 if plain:
-                    fields: Any = _ViaFields(transport, host, port, params)
+                    if name1 == "branch":  # where RFC 3261 §8.1.1.7 clients put it
+                        branch = "" if value1 is None else value1
+                    else:
+                        branch = _param_or_empty(params, "branch")
+                    fields: Any = _ViaFields(transport, host, port, params, branch)
                     fields.__class__ = Via
                     via = fields
         if via is None:
@@ -405,13 +431,6 @@ class Via:
 
     def param(self, name: str) -> str | None:
         return param_value(self.params, name)
-
-    @property
-    def branch(self) -> str | None:
-        for name, value in self.params:
-            if name == "branch":
-                return "" if value is None else value
-        return None
 
     @property
     def sent_by(self) -> tuple[str, int | None]:
@@ -506,10 +525,13 @@ class _ViaFields:
     see). Cheaper than a frozen dataclass's guarded ``object.__setattr__`` per field, or
     a slot descriptor call per field. Never seen outside."""
 
-    __slots__ = ("host", "params", "port", "transport")
+    __slots__ = ("branch", "host", "params", "port", "transport")
 
-    def __init__(self, transport: str, host: str, port: int | None, params: Params) -> None:
+    def __init__(
+        self, transport: str, host: str, port: int | None, params: Params, branch: str | None
+    ) -> None:
         self.transport = transport
         self.host = host
         self.port = port
         self.params = params
+        self.branch = branch

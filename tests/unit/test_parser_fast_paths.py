@@ -1,10 +1,13 @@
 """The SIP parser's fast paths (proxy/sip/address.py, proxy/sip/message.py) against what
 they stand for: a spelled-out character class against ``\\s``, a split-and-set IPv4
 check against the IPv4 pattern, the Via fast path's received= check against the general
-parser, and parse()'s own filling of a message's slots against Message.__init__."""
+parser, parse()'s own filling of a message's slots against Message.__init__, and the
+values worked out when a value is built (Via.branch, NameAddress.tag) against the
+parameters they come from."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 from hypothesis import given, settings
@@ -15,12 +18,14 @@ from proxy.sip.address import (
     _VALUE_CHAR,
     _VIA,
     WHITESPACE,
+    NameAddress,
     Via,
     forget_parsed_values,
     is_dotted_ipv4,
 )
 from proxy.sip.errors import SipError
 from proxy.sip.message import Message, Request, Response, parse
+from proxy.sip.uri import SipUri
 
 EVERY_CODE_POINT = [chr(code) for code in range(0x110000)]
 
@@ -150,3 +155,92 @@ def test_parse_sets_every_slot_as_init_would() -> None:
         assert message.to_bytes() == built.to_bytes()
         assert message.call_id == built.call_id == "c1"
         assert message.cseq == built.cseq
+
+
+def first_param(params: tuple[tuple[str, str | None], ...], wanted: str) -> str | None:
+    """The dialog tag / branch as RFC 3261 §19.3 and §8.1.1.7 read them: the first such
+    parameter's value, "" when it has none, None when there is none."""
+    values = ["" if value is None else value for name, value in params if name == wanted]
+    return values[0] if values else None
+
+
+PARAM_NAMES = ["branch", "BRANCH", "Branch", "tag", "TAG", "rport", "received", "x"]
+PARAM_VALUES = [None, "", "z9hG4bK776", "1928301774", "192.0.2.1", "a.b"]
+SOME_PARAMS = st.lists(
+    st.tuples(st.sampled_from(PARAM_NAMES), st.sampled_from(PARAM_VALUES)), max_size=5
+)
+
+
+def param_text(params: list[tuple[str, str | None]]) -> str:
+    return "".join(f";{name}" if value is None else f";{name}={value}" for name, value in params)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(SOME_PARAMS, st.sampled_from(["h", "192.0.2.10:5060", "a.example.com:5"]))
+def test_via_branch_is_the_first_branch_parameter_on_both_paths(
+    params: list[tuple[str, str | None]], sent_by: str
+) -> None:
+    """``Via.branch`` is worked out when the value is built (a slot, not a property): the
+    fast path's reading and the general parser's agree with the parameters themselves."""
+    text = f"SIP/2.0/UDP {sent_by}{param_text(params)}"
+    forget_parsed_values()
+    outcomes = []
+    for parser in (Via.parse, Via.parse_general):
+        try:
+            via = parser(text)
+        except SipError as error:
+            outcomes.append(("error", str(error)))
+        else:
+            assert via.branch == first_param(via.params, "branch")
+            outcomes.append(("value", via.branch, via.params))
+    assert outcomes[0] == outcomes[1]
+
+
+def test_via_branch_follows_the_parameters_however_the_via_is_built() -> None:
+    fast_text = "SIP/2.0/UDP h;rport;branch;branch=z9hG4bK2"
+    assert _VIA.fullmatch(fast_text) is not None  # the fast path, parameter not first
+    forget_parsed_values()
+    assert Via.parse(fast_text).branch == ""
+    assert Via.parse("SIP/2.0/UDP h;branch=z9hG4bK1").branch == "z9hG4bK1"
+    assert Via.parse("SIP/2.0/UDP h;rport").branch is None
+    built = Via("UDP", "h", None, (("rport", None), ("branch", "z9hG4bK3")))
+    assert built.branch == "z9hG4bK3"
+    assert dataclasses.replace(built, params=()).branch is None
+    assert dataclasses.replace(built, params=(("branch", "b2"),)).branch == "b2"
+    # Derived from params: not compared, not hashed, not shown apart from them.
+    assert built == Via.parse("SIP/2.0/UDP h;rport;branch=z9hG4bK3")
+    assert "branch=" not in repr(built).replace("('branch', 'z9hG4bK3')", "")
+
+
+@settings(max_examples=2000, deadline=None)
+@given(SOME_PARAMS, st.sampled_from(['"Alice" ', "Bob ", ""]))
+def test_name_address_tag_is_the_first_tag_parameter_on_both_paths(
+    params: list[tuple[str, str | None]], display: str
+) -> None:
+    """``NameAddress.tag`` is a tuple item worked out when the value is built: the fast
+    path's (a lone ;tag= taken by the pattern, or split parameters) and the general
+    parser's agree with the parameters themselves, and with a NameAddress built by hand."""
+    text = f"{display}<sip:alice@example.com;user=phone>{param_text(params)}"
+    forget_parsed_values()
+    outcomes = []
+    for parser in (NameAddress.parse, NameAddress.parse_general):
+        try:
+            address = parser(text)
+        except SipError as error:
+            outcomes.append(("error", str(error)))
+        else:
+            assert address.tag == first_param(address.params, "tag")
+            rebuilt = NameAddress(address.uri, address.display_name, address.params)
+            assert rebuilt == address and rebuilt.tag == address.tag
+            outcomes.append(("value", address, address.tag))
+    assert outcomes[0] == outcomes[1]
+
+
+def test_name_address_tag_built_by_hand() -> None:
+    uri = SipUri("sip", "alice", "example.com")
+    assert NameAddress(uri).tag is None
+    assert NameAddress(uri, None, (("x", "1"), ("tag", None), ("tag", "b"))).tag == ""
+    assert NameAddress(uri, '"A"', (("tag", "a1"),)).tag == "a1"
+    assert NameAddress.parse("<sip:alice@example.com>;tag=a1") == NameAddress(
+        uri, None, (("tag", "a1"),)
+    )
