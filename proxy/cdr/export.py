@@ -1083,7 +1083,7 @@ class _Helper:
         try:
             stdin.write(json.dumps(job).encode() + b"\n")
             stdin.close()
-        except BrokenPipeError:  # the helper ended early: ``finish`` says it failed
+        except BrokenPipeError:  # it ended early: ``append_while_running`` says it failed
             pass
 
     def poll(self) -> int:
