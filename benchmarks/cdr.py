@@ -10,8 +10,10 @@ What it measures, and prints:
 - **export**: rows/s of a full masked export of ``--export-rows`` records (default
   1,000,000) written by ``export_records`` to a file with its manifest (file SHA-256
   included), for CSV and JSON Lines (target ≥ 100,000/s), each run side by side, alternating
-  run by run: the automatic path (``parallel=None``: two processes on two CPUs or more, the
-  helper rendering the second half of the rows) and the single-process path
+  run by run: the automatic path (``parallel=None``: two processes on two CPUs or more when
+  one is idle, the helper rendering the second half of the rows; the processes each run
+  used are printed), two processes whatever the load (``parallel=True``) and the
+  single-process path
   (``parallel=False``; SQL renderer, its writer thread hashing and writing while the next
   lines are rendered); with ``--reference`` also the row-by-row Python reference.
   Wall-clock medians of ``--repeat`` runs, the CPU time per row of this process (all its
@@ -46,7 +48,7 @@ from typing import Literal
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from proxy.cdr.export import PARALLEL_MIN_ROWS, available_cpus, export_records
+from proxy.cdr.export import available_cpus, export_records
 from proxy.cdr.record import CallRecord
 from proxy.cdr.verify import verify_db, verify_export
 from proxy.cdr.writer import CdrWriter
@@ -170,16 +172,17 @@ def main() -> None:
             )
         db_path = export_table(work, args.db, args.export_rows)
         conn = open_database(db_path)
-        two = available_cpus() >= 2 and args.export_rows >= PARALLEL_MIN_ROWS
-        automatic = f"automatic: {'two processes' if two else 'one process'}"
+        automatic = "automatic"
         ways: dict[str, tuple[Literal["sql", "python"], bool | None]] = {
             automatic: ("sql", None),
+            "two processes": ("sql", True),
             "single process": ("sql", False),
         }
         if args.reference:
             ways["python reference"] = ("python", False)
         for fmt in ("csv", "jsonl"):
             results: dict[str, list[tuple[float, float]]] = {way: [] for way in ways}
+            processes: dict[str, list[int]] = {way: [] for way in ways}
             digests: dict[str, str] = {}
             count = 0
             for _ in range(args.repeat):
@@ -195,13 +198,16 @@ def main() -> None:
                     count = result.manifest["count"]
                     results[way].append((count / elapsed, cpu / count))
                     digests[way] = result.manifest["file"]["sha256"]
+                    processes[way].append(result.processes)
             size = (work / f"export-0.{fmt}").stat().st_size / 1e6
             for way, runs in results.items():
                 wall = statistics.median(r for r, _ in runs)
                 per_row = statistics.median(c for _, c in runs)
+                how = "".join("12"[n - 1] for n in processes[way])
                 print(
                     f"export {fmt} (masked, {way}): {wall:,.0f} rows/s median"
-                    f" (runs: {', '.join(f'{r:,.0f}' for r, _ in runs)}),"
+                    f" (runs: {', '.join(f'{r:,.0f}' for r, _ in runs)};"
+                    f" processes per run: {how}),"
                     f" {per_row * 1e6:.1f} µs CPU/row ({count:,} rows, {size:.0f} MB) — {load()}"
                 )
             same = len(set(digests.values())) == 1

@@ -220,6 +220,8 @@ class ExportResult:
     path: Path
     manifest_path: Path
     manifest: dict[str, Any]
+    processes: int = 1
+    """Processes that rendered the file: 2 when a helper's part was used."""
 
 
 def count_matching(conn: sqlite3.Connection, selection: ExportFilter) -> int:
@@ -971,7 +973,7 @@ def _write_lines_python(
 # of CPU a row more than one process (benchmarks/cdr.py), and what the helper has written
 # when this process's own half is done is appended after it, a serial tail. With both
 # cores free it pays from about 30,000 rows; with the second core busy it does not (hence
-# ``--jobs 1``).
+# ``FREE_CPUS_NEEDED``, and ``--jobs 1`` beside a proxy).
 
 PARALLEL_MIN_ROWS: Final = 50_000
 """Below this many rows an automatic export stays in one process: the helper's start-up
@@ -1174,10 +1176,44 @@ def _start_helper(out: Path) -> _Helper | None:
         return None
 
 
-def _helper_wanted(parallel: bool | None, count: int) -> bool:
+def _helper_wanted(parallel: bool | None, count: int, free_cpus: float | None) -> bool:
     if count < 1 or parallel is False:
         return False
-    return parallel is True or (count >= PARALLEL_MIN_ROWS and available_cpus() >= 2)
+    return parallel is True or (
+        count >= PARALLEL_MIN_ROWS
+        and available_cpus() >= 2
+        and (free_cpus is None or free_cpus >= FREE_CPUS_NEEDED)
+    )
+
+
+FREE_CPUS_NEEDED: Final = 0.75
+"""CPUs an automatic export needs idle beside its own to start a helper: with the second
+core busy (another process, the proxy) a helper does not pay, since its half is written
+twice (benchmarks/cdr.py under a load of 2.5: 84,500 against 88,900 rows/s, masked CSV)."""
+
+
+def _cpu_times() -> tuple[int, int] | None:
+    """Idle (with I/O wait) and total CPU ticks of the machine since boot (Linux
+    ``/proc/stat``); None where there is no such file."""
+    try:
+        with open("/proc/stat", "rb") as stat:
+            ticks = [int(field) for field in stat.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    return ticks[3] + ticks[4], sum(ticks)
+
+
+def _free_cpus(since: tuple[int, int] | None) -> float | None:
+    """CPUs idle on average since ``since`` (``_cpu_times``), while this process counted the
+    rows (so about one CPU less than a machine at rest has); None when unknown or too short
+    a time to tell."""
+    now = _cpu_times()
+    if since is None or now is None or now[1] - since[1] < _CPU_TICKS_TO_TELL:
+        return None
+    return (now[0] - since[0]) / (now[1] - since[1]) * (os.cpu_count() or 1)
+
+
+_CPU_TICKS_TO_TELL: Final = 20
 
 
 def _write_lines_two_processes(
@@ -1190,8 +1226,9 @@ def _write_lines_two_processes(
     unmask: bool,
     progress: Callable[[int], None] | None,
     summary: tuple[int, int, int],
-) -> None:
-    """The selected rows, the first part rendered here and the rest by ``helper``."""
+) -> bool:
+    """The selected rows, the first part rendered here and the rest by ``helper``; whether
+    the helper rendered all of the rest."""
     count, first_seq, last_seq = summary
     first_rows = int(count * _FIRST_SHARE)
     split = _split_seq(conn, selection, first_rows, summary)
@@ -1217,7 +1254,7 @@ def _write_lines_two_processes(
 
     _write_lines_sql(conn, handle, selection, fmt, unmask, own_progress, (first_seq, split - 1))
     if helper.append_while_running(handle, progress, count - first_rows):
-        return
+        return True
     # The rows after those the helper wrote (and this process appended) are rendered here.
     where, params = _where(selection, (split, last_seq))
     rest = conn.execute(
@@ -1225,6 +1262,7 @@ def _write_lines_two_processes(
     ).fetchone()
     if rest is not None:
         _write_lines_sql(conn, handle, selection, fmt, unmask, progress, (rest[0], last_seq))
+    return False
 
 
 def render_part(job: dict[str, Any], report: Callable[[int, int], None]) -> int:
@@ -1284,7 +1322,9 @@ def export_records(
     ``"auto"`` takes the faster one as measured on benchmarks/cdr.py: SQL.
     ``parallel`` (SQL renderer, database in a file): ``True`` renders the second half of the
     rows in a helper process (see "Two processes"), ``False`` never, ``None`` when it pays:
-    ``PARALLEL_MIN_ROWS`` rows or more and two CPUs or more. The bytes are the same.
+    ``PARALLEL_MIN_ROWS`` rows or more, two CPUs or more, and ``FREE_CPUS_NEEDED`` of them
+    idle while the rows were counted. The bytes are the same; ``ExportResult.processes``
+    says which way it went.
     The file is hashed while it is written (``_HashingFile``), so nothing reads it back.
     """
     if renderer == "auto":
@@ -1306,16 +1346,19 @@ def export_records(
             )
     columns = UNMASKED_COLUMNS if unmask else RECORD_COLUMNS
     # A read transaction: the export is one consistent snapshot while the writer commits.
+    processes = 1
     conn.execute("BEGIN")
     try:
+        cpu_times = _cpu_times()
         count, first_seq, last_seq, first_prev_hash, head_hash = _summary(conn, selection)
+        free_cpus = _free_cpus(cpu_times)
         with out.open("wb") as binary, _HashingFile(binary) as handle:
             if renderer == "sql":
                 if fmt == "csv":
                     handle.write(",".join(columns) + "\r\n")
                 database = _database_file(conn)
                 helper = None
-                if database is not None and _helper_wanted(parallel, count):
+                if database is not None and _helper_wanted(parallel, count, free_cpus):
                     helper = _start_helper(out)
                 if helper is None:
                     _write_lines_sql(conn, handle, selection, fmt, unmask, progress)
@@ -1323,7 +1366,7 @@ def export_records(
                     assert database is not None and first_seq is not None
                     assert last_seq is not None
                     with helper:
-                        _write_lines_two_processes(
+                        whole = _write_lines_two_processes(
                             conn,
                             handle,
                             helper,
@@ -1334,6 +1377,7 @@ def export_records(
                             progress,
                             (count, first_seq, last_seq),
                         )
+                    processes = 2 if whole else 1
             else:
                 _write_lines_python(handle, columns, conn, selection, fmt, unmask, progress)
         checkpoint = None if last_seq is None else latest_checkpoint(conn, at_most_seq=last_seq)
@@ -1370,7 +1414,7 @@ def export_records(
         }
     manifest_path = manifest_path_for(out)
     manifest_path.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
-    return ExportResult(out, manifest_path, manifest)
+    return ExportResult(out, manifest_path, manifest, processes)
 
 
 def manifest_path_for(path: Path) -> Path:

@@ -186,28 +186,47 @@ def test_the_helper_reports_progress_and_every_row_counts_once(tmp_path: Path, s
     assert spy.helpers[0].reported == 14_000 and spy.finished == [True]
 
 
-def test_automatic_takes_two_processes_from_the_threshold_and_two_cpus(
+def test_automatic_takes_two_processes_from_the_threshold_two_cpus_and_a_free_one(
     tmp_path: Path, spy: _Spy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     conn = _store(tmp_path / "cdr.db", [_record(n) for n in range(40)])
     monkeypatch.setattr(export, "PARALLEL_MIN_ROWS", 40)
-    started = []
-    for parallel, selection, cpus in (
-        (None, ExportFilter(), 2),  # 40 rows, two CPUs: two processes
-        (None, ExportFilter(tenant="ride"), 2),  # fewer rows: one
-        (None, ExportFilter(), 1),  # one CPU: one
-        (False, ExportFilter(), 2),  # forced off
-        (True, ExportFilter(tenant="ride"), 1),  # forced on
+    processes = []
+    for parallel, selection, cpus, free in (
+        (None, ExportFilter(), 2, 1.0),  # 40 rows, two CPUs, one idle: two processes
+        (None, ExportFilter(), 2, None),  # idle CPUs unknown: two
+        (None, ExportFilter(tenant="ride"), 2, 1.0),  # fewer rows: one
+        (None, ExportFilter(), 1, 1.0),  # one CPU: one
+        (None, ExportFilter(), 2, 0.5),  # the other CPU half busy: one
+        (False, ExportFilter(), 2, 1.0),  # forced off
+        (True, ExportFilter(tenant="ride"), 1, 0.0),  # forced on
     ):
         monkeypatch.setattr(export, "available_cpus", lambda cpus=cpus: cpus)
+        monkeypatch.setattr(export, "_free_cpus", lambda since, free=free: free)
         before = len(spy.helpers)
-        export_records(conn, tmp_path / "out.csv", now=T0, parallel=parallel, selection=selection)
-        started.append(len(spy.helpers) - before)
+        result = export_records(
+            conn, tmp_path / "out.csv", now=T0, parallel=parallel, selection=selection
+        )
+        assert len(spy.helpers) - before == result.processes - 1
+        processes.append(result.processes)
     # The Python reference renders in one process whatever is asked.
-    export_records(conn, tmp_path / "ref.csv", now=T0, parallel=True, renderer="python")
-    started.append(len(spy.helpers) - sum(started))
+    result = export_records(conn, tmp_path / "ref.csv", now=T0, parallel=True, renderer="python")
+    processes.append(result.processes)
     conn.close()
-    assert started == [1, 0, 0, 0, 1, 0]
+    assert processes == [2, 2, 1, 1, 1, 1, 2, 1]
+
+
+def test_free_cpus_are_the_idle_share_of_the_ticks_since_counting_began(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    idle, total = export._cpu_times() or (0, 1)
+    assert 0 <= idle < total  # this machine's, as /proc/stat has them
+    monkeypatch.setattr(export.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(export, "_cpu_times", lambda: (1_030, 2_100))
+    # 30 of 100 ticks idle on two CPUs: 0.6 of a CPU.
+    assert export._free_cpus((1_000, 2_000)) == pytest.approx(0.6)
+    assert export._free_cpus((1_000, 2_090)) is None  # 10 ticks: too short to tell
+    assert export._free_cpus(None) is None
 
 
 def test_an_in_memory_database_exports_in_one_process(spy: _Spy, tmp_path: Path) -> None:
