@@ -193,28 +193,39 @@ def test_lookup_error_fails_the_call_503() -> None:
 # -- digest authentication --------------------------------------------------------------
 
 
-def test_digest_challenge_then_authenticated_call() -> None:
+def challenged_network() -> tuple[Network, str]:
+    """A network whose proxy wants digest credentials from 127.0.0.0/8, after a first call
+    that drew the challenge; and the challenge's nonce."""
     peer = DigestPeer(ipaddress.ip_network("127.0.0.0/8"), "switch", "pw")
     digest = DigestSettings(secret=b"0123456789abcdef", peers=(peer,))
     network, _ = bound_network(digest=digest)
     network.call()
     [challenge] = [r for r in responses_to_caller(network) if r.status == 401]
-    assert network.finished == []  # a challenge is a step of the handshake, not a refusal
     params = parse_credentials(challenge.get("www-authenticate") or "")
     assert params is not None
-    uri = f"sip:{X_NUMBER}@127.0.0.1:5060"
+    return network, params["nonce"]
+
+
+def authorization_line(nonce: str, uri: str, password: str = "pw") -> str:
+    """An Authorization header line without qop (RFC 2617 §3.2.2.1), computed here."""
 
     def h(text: str) -> str:
         return hashlib.md5(text.encode()).hexdigest()
 
-    response = h(f"{h('switch:privproxy:pw')}:{params['nonce']}:{h(f'INVITE:{uri}')}")
-    authorization = (
+    response = h(f"{h(f'switch:privproxy:{password}')}:{nonce}:{h(f'INVITE:{uri}')}")
+    return (
         f'Authorization: Digest username="switch", realm="privproxy", '
-        f'nonce="{params["nonce"]}", uri="{uri}", response="{response}"\n'
+        f'nonce="{nonce}", uri="{uri}", response="{response}"\n'
     )
+
+
+def test_digest_challenge_then_authenticated_call() -> None:
+    network, nonce = challenged_network()
+    assert network.finished == []  # a challenge is a step of the handshake, not a refusal
+    authorization = authorization_line(nonce, f"sip:{X_NUMBER}@127.0.0.1:5060")
     network.call(caller_invite(call_id="a-call-2@x", branch="z9hG4bKauth", extra=authorization))
     assert len(network.callee.received("INVITE")) == 1
-    wrong = authorization.replace(response, "0" * 32)
+    wrong = authorization_line(nonce, f"sip:{X_NUMBER}@127.0.0.1:5060", password="guess")
     network.call(caller_invite(call_id="a-call-3@x", branch="z9hG4bKwrong", extra=wrong))
     assert network.finished[-1].reject_reason == "untrusted_peer"
     assert network.finished[-1].sip_status == 403
@@ -225,24 +236,9 @@ def test_digest_challenge_then_authenticated_call() -> None:
 
 
 def test_digest_credentials_for_another_privacy_number_get_400() -> None:
-    """RFC 7616 §3.4.6: credentials computed for one Request-URI do not call another."""
-    peer = DigestPeer(ipaddress.ip_network("127.0.0.0/8"), "switch", "pw")
-    digest = DigestSettings(secret=b"0123456789abcdef", peers=(peer,))
-    network, _ = bound_network(digest=digest)
-    network.call()
-    [challenge] = [r for r in responses_to_caller(network) if r.status == 401]
-    params = parse_credentials(challenge.get("www-authenticate") or "")
-    assert params is not None
-    other = "sip:700999999999999@127.0.0.1:5060"
-
-    def h(text: str) -> str:
-        return hashlib.md5(text.encode()).hexdigest()
-
-    response = h(f"{h('switch:privproxy:pw')}:{params['nonce']}:{h(f'INVITE:{other}')}")
-    authorization = (
-        f'Authorization: Digest username="switch", realm="privproxy", '
-        f'nonce="{params["nonce"]}", uri="{other}", response="{response}"\n'
-    )
+    """RFC 7616 §3.4.6: credentials computed for one privacy number do not call another."""
+    network, nonce = challenged_network()
+    authorization = authorization_line(nonce, "sip:700999999999999@127.0.0.1:5060")
     network.call(caller_invite(call_id="a-call-2@x", branch="z9hG4bKother", extra=authorization))
     final = responses_to_caller(network)[-1]
     assert (final.status, final.reason) == (400, "Digest uri does not match the Request-URI")
