@@ -134,6 +134,50 @@ TAMPERING = [
 tamper_values = st.one_of(times, st.sampled_from(["abc", "1,5", "200", 404, -1, None]))
 
 
+def awkward_record(n: int, value: str) -> CallRecord:
+    """A refused call with ``value`` in every free-text column (``AWKWARD``, ``NUMBERS``)."""
+    return CallRecord(
+        id=f"r{n}",
+        tenant=value or "t",
+        binding_id=value,
+        x="700123456789012",
+        caller=value or "+8613800138000",
+        callee=value,
+        a_call_id=value,
+        b_call_id=value,
+        invite_at=T0 + n,
+        end_at=T0 + n + 0.001,
+        disposition="rejected",
+        reject_reason="no_binding",
+        sip_status=404,
+        node=value or "n",
+    )
+
+
+def answered_record(n: int, *, a_call_id: str, start: float) -> CallRecord:
+    """An answered call between the same two parties, invited at ``start``."""
+    return CallRecord(
+        id=f"c{n}",
+        tenant="ride",
+        binding_id="b1",
+        x="700123456789012",
+        caller="+8613800138000",
+        callee="+8613900139000",
+        direction="a_to_b",
+        a_call_id=a_call_id,
+        b_call_id=f"{n:032x}@privproxy",
+        invite_at=start,
+        ring_at=start + 1.5,
+        answer_at=start + 6.25,
+        end_at=start + 66.25,
+        disposition="answered",
+        sip_status=200,
+        q850_cause=16,
+        released_by="callee",
+        node="n1",
+    )
+
+
 def _store(path: Path, batch: list[CallRecord]) -> sqlite3.Connection:
     conn = db.open_database(path)
     with db.transaction(conn):
@@ -213,26 +257,7 @@ def test_sql_and_python_exports_are_byte_identical(
 
 
 def test_awkward_values_each_take_the_reference_path_and_stay_identical(tmp_path: Path) -> None:
-    batch = []
-    for n, value in enumerate(AWKWARD + NUMBERS):
-        batch.append(
-            CallRecord(
-                id=f"r{n}",
-                tenant=value or "t",
-                binding_id=value,
-                x="700123456789012",
-                caller=value or "+8613800138000",
-                callee=value,
-                a_call_id=value,
-                b_call_id=value,
-                invite_at=T0 + n,
-                end_at=T0 + n + 0.001,
-                disposition="rejected",
-                reject_reason="no_binding",
-                sip_status=404,
-                node=value or "n",
-            )
-        )
+    batch = [awkward_record(n, value) for n, value in enumerate(AWKWARD + NUMBERS)]
     conn = _store(tmp_path / "cdr.db", batch)
     for fmt in ("csv", "jsonl"):
         for unmask in (False, True):
@@ -301,26 +326,7 @@ def test_edge_rows_render_as_the_reference_does(
 
 def test_sql_export_of_writer_records_verifies(tmp_path: Path) -> None:
     batch = [
-        CallRecord(
-            id=f"c{n}",
-            tenant="ride",
-            binding_id="b1",
-            x="700123456789012",
-            caller="+8613800138000",
-            callee="+8613900139000",
-            direction="a_to_b",
-            a_call_id=f"138{n:08d}///{n}@softswitch",
-            b_call_id=f"{n:032x}@privproxy",
-            invite_at=T0 + n * 0.01,
-            ring_at=T0 + n * 0.01 + 1.5,
-            answer_at=T0 + n * 0.01 + 6.25,
-            end_at=T0 + n * 0.01 + 66.25,
-            disposition="answered",
-            sip_status=200,
-            q850_cause=16,
-            released_by="callee",
-            node="n1",
-        )
+        answered_record(n, a_call_id=f"138{n:08d}///{n}@softswitch", start=T0 + n * 0.01)
         for n in range(50)
     ]
     conn = _store(tmp_path / "cdr.db", batch)
@@ -494,26 +500,7 @@ def test_every_first_character_of_every_text_column_renders_as_the_reference(
     around the bounds it uses, in each column, against the reference; and blobs, one of
     them not UTF-8."""
     batch = [
-        CallRecord(
-            id=f"c{n}",
-            tenant="ride",
-            binding_id="b1",
-            x="700123456789012",
-            caller="+8613800138000",
-            callee="+8613900139000",
-            direction="a_to_b",
-            a_call_id=f"a{n}@softswitch",
-            b_call_id=f"{n:032x}@privproxy",
-            invite_at=T0 + n,
-            ring_at=T0 + n + 1.5,
-            answer_at=T0 + n + 6.25,
-            end_at=T0 + n + 66.25,
-            disposition="answered",
-            sip_status=200,
-            q850_cause=16,
-            released_by="callee",
-            node="n1",
-        )
+        answered_record(n, a_call_id=f"a{n}@softswitch", start=T0 + n)
         for n in range(len(FIRST_CHARACTERS) + 3)
     ]
     conn = _store(tmp_path / "cdr.db", batch)

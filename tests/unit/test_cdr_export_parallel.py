@@ -21,7 +21,7 @@ from proxy.cdr.export import ExportFilter, export_records
 from proxy.cdr.record import CallRecord
 from proxy.cdr.verify import verify_export
 from proxy.cdr.writer import _INSERT, chained_rows
-from tests.unit.test_cdr_export import AWKWARD, EDGE_CASES, NUMBERS
+from tests.unit.test_cdr_export import AWKWARD, EDGE_CASES, NUMBERS, awkward_record
 from tests.unit.test_cdr_speedpaths import _record
 
 T0 = 1_800_000_000.0
@@ -110,26 +110,8 @@ def test_two_processes_write_the_single_process_bytes_and_manifest(
 
 def test_awkward_values_on_both_sides_of_the_split(tmp_path: Path, spy: _Spy) -> None:
     values = AWKWARD + NUMBERS
-    batch = [
-        CallRecord(
-            id=f"r{n}",
-            tenant=value or "t",
-            binding_id=value,
-            x="700123456789012",
-            caller=value or "+8613800138000",
-            callee=value,
-            a_call_id=value,
-            b_call_id=value,
-            invite_at=T0 + n,
-            end_at=T0 + n + 0.001,
-            disposition="rejected",
-            reject_reason="no_binding",
-            sip_status=404,
-            node=value or "n",
-        )
-        # Each value once in the first half and once in the second.
-        for n, value in enumerate(values + values)
-    ]
+    # Each value once in the first half and once in the second.
+    batch = [awkward_record(n, value) for n, value in enumerate(values + values)]
     conn = _store(tmp_path / "cdr.db", batch)
     for fmt in ("csv", "jsonl"):
         for unmask in (False, True):
