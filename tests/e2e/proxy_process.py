@@ -36,6 +36,15 @@ class ProxyProcess:
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
 
+    def bind(self, a: str, b: str, x: str, *extra: str) -> None:
+        """Make a binding in this proxy's database with the CLI, as an operator would."""
+        subprocess.run(
+            [PRIVPROXY, "bind", a, b, "--x", x, "--db", str(self.db), *extra],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+
 
 def options_ping(port: int, timeout: float = 0.3) -> bytes | None:
     """Send one OPTIONS over UDP to 127.0.0.1:port and return the reply, if any."""

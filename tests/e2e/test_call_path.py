@@ -11,7 +11,6 @@ record with the right disposition.
 from __future__ import annotations
 
 import re
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ import pytest
 
 from proxy.cdr.record import CallRecord
 from proxy.cdr.writer import read_records
-from tests.e2e.proxy_process import PRIVPROXY, ProxyProcess, start_proxy
+from tests.e2e.proxy_process import ProxyProcess, start_proxy
 from tests.e2e.sipp import SippMessage, SippResult, free_port, require_sipp, run_sipp
 
 pytestmark = pytest.mark.e2e
@@ -53,13 +52,7 @@ class Proxy:
     workdir: Path
 
     def bind(self, a: str, b: str, *extra: str) -> None:
-        """Make a binding with the CLI, as an operator would."""
-        subprocess.run(
-            [PRIVPROXY, "bind", a, b, "--x", X, "--db", str(self.process.db), *extra],
-            check=True,
-            capture_output=True,
-            timeout=30,
-        )
+        self.process.bind(a, b, X, *extra)
 
     def call(
         self,

@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 import signal
 import sqlite3
-import subprocess
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -18,7 +17,7 @@ from proxy.cdr.export import export_records
 from proxy.cdr.verify import verify_db, verify_export
 from proxy.cdr.writer import CdrWriter, read_records
 from proxy.db import connect, open_database
-from tests.e2e.proxy_process import PRIVPROXY, start_proxy
+from tests.e2e.proxy_process import start_proxy
 from tests.e2e.sipp import free_port, require_sipp, run_sipp
 
 pytestmark = pytest.mark.e2e
@@ -41,12 +40,7 @@ def test_kill_9_under_load_keeps_every_committed_record_and_the_chain(tmp_path: 
     trunk_port = free_port()
     proxy = start_proxy(tmp_path, sip_port=free_port(), trunk_port=trunk_port)
     try:
-        subprocess.run(
-            [PRIVPROXY, "bind", A, B, "--x", X, "--db", str(proxy.db)],
-            check=True,
-            capture_output=True,
-            timeout=30,
-        )
+        proxy.bind(A, B, X)
         keys = {"caller": A, "callee": B, "dialed": X}
         with run_sipp(
             "uas_load",

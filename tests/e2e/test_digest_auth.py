@@ -4,13 +4,12 @@ with a wrong password it gets 403, with credentials for another resource 400."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from proxy.cdr.writer import read_records
-from tests.e2e.proxy_process import PRIVPROXY, start_proxy
+from tests.e2e.proxy_process import start_proxy
 from tests.e2e.sipp import free_port, require_sipp, run_sipp
 
 pytestmark = pytest.mark.e2e
@@ -32,12 +31,7 @@ def test_sipp_authenticates_with_digest_and_the_call_goes_through(tmp_path: Path
         tmp_path, sip_port=free_port(), trunk_port=trunk_port, extra=("--config", str(config))
     )
     try:
-        subprocess.run(
-            [PRIVPROXY, "bind", A, B, "--x", X, "--db", str(proxy.db)],
-            check=True,
-            capture_output=True,
-            timeout=30,
-        )
+        proxy.bind(A, B, X)
         keys = {"caller": A, "callee": B, "dialed": X}
         remote = f"127.0.0.1:{proxy.sip_port}"
         # SIPp's credentials name "sip:remote_ip:remote_port" unless told the Request-URI,
