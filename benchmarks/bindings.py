@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import httpx
 
 from bindings.keys import create_api_key
+from bindings.live import LiveBindings
 from bindings.models import AllocationRequest
 from bindings.sqlite_store import SqliteBindingStore
 from proxy.db import open_database, transaction
@@ -320,6 +321,43 @@ def lookups(
     return results, misses[len(misses) * 99 // 100] / 1000
 
 
+def _rss_bytes() -> int:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def live_table(path: Path, active: int, per_round: int) -> None:
+    """``LiveBindings`` (what ``serve`` routes from) over the same file: load time, memory
+    per live binding, and (X, caller) lookups from memory on random keys."""
+    store = SqliteBindingStore.open(path)
+    gc.collect()
+    rss = _rss_bytes()
+    started = time.perf_counter()
+    live = LiveBindings(store, refresh_s=3600)
+    live.load(time.time())
+    loaded_s = time.perf_counter() - started
+    gc.collect()
+    per_binding = (_rss_bytes() - rss) / max(1, len(live))
+    now = time.time()
+    clock = time.perf_counter_ns
+    rng = random.Random(time.time_ns())
+    numbers = pool_numbers(active // PER_X + 1)
+    timings = []
+    for _ in range(per_round):
+        n = rng.randrange(active)
+        x, caller = numbers[n // PER_X], party(2 * n + rng.randrange(2))
+        start = clock()
+        found, _ = live.route_for_call(x, caller, now)
+        timings.append(clock() - start)
+        assert found is not None
+    timings.sort()
+    store.close()
+    median, p99 = statistics.median(timings) / 1000, timings[len(timings) * 99 // 100] / 1000
+    print(
+        f"in memory (LiveBindings): {len(live):,} live bindings loaded in {loaded_s:.1f} s,"
+        f" {per_binding:,.0f} bytes each (RSS); lookup median {median:.2f} µs, p99 {p99:.2f} µs"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--active", type=int, default=1_000_000)
@@ -367,6 +405,7 @@ def main() -> None:
               f" {args.per_round:,} random keys: median {medians:.1f} µs, p99 {p99s:.1f} µs"
               f" (median of rounds; each median/p99: {every}); miss p99 {miss_p99:.1f} µs"
               f"; load average {_load()}")  # fmt: skip
+        live_table(workdir / "lookup.db", args.active, args.per_round)
 
 
 if __name__ == "__main__":

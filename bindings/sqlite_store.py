@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import builtins
 import sqlite3
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import fields
 from pathlib import Path
@@ -110,6 +111,10 @@ _POOL_SCOPE: Final = "(:all OR tenant = :tenant OR tenant IS NULL)"
 
 
 _BINDING_FIELDS: Final = tuple(field.name for field in fields(Binding))
+#: Positions in ``_COLUMNS`` of values that repeat across bindings.
+_SHARED_COLUMNS: Final = frozenset(
+    _BINDING_FIELDS.index(name) for name in ("x", "tenant", "model", "direction", "status")
+)
 
 #: Address space for reading the database through mmap: routing lookups then read index
 #: and table pages straight from the OS page cache, without a ``pread`` system call per page
@@ -372,6 +377,15 @@ class SqliteBindingStore(AddThroughAllocate):
         for query, params in tiers:
             for (x,) in self._conn.execute(query, {**params, "cap": self.max_per_x}):
                 yield x
+
+    def active(self) -> Iterator[Binding]:
+        """Every binding whose status is active (some may be past their expiry), for a table
+        in memory: the strings many bindings repeat (X, tenant, model, direction, status)
+        are shared, which saves ~250 bytes a binding."""
+        intern, shared = sys.intern, _SHARED_COLUMNS
+        for row in self._conn.execute(f"SELECT {_COLUMNS} FROM bindings WHERE status = 'active'"):
+            values: list[Any] = [intern(v) if i in shared else v for i, v in enumerate(row)]
+            yield Binding(*values)
 
     def get(self, binding_id: str) -> Binding | None:
         row = self._conn.execute(

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Final
 
+from bindings.live import DEFAULT_REFRESH_S
 from proxy.b2bua.digest import DigestPeer, DigestSettings
 from proxy.b2bua.policy import PolicySettings
 from proxy.sip.uri import SipUri, parse_uri
@@ -109,6 +110,7 @@ class Config:
     cdr_signing_key: str | None = None
     tcp_max_per_host: int = 32
     tcp_max_inbound: int = 2048
+    binding_refresh_s: float = DEFAULT_REFRESH_S
 
     @property
     def listens(self) -> tuple[Listen, ...]:
@@ -214,6 +216,8 @@ class Config:
             raise ConfigError(
                 "tcp_max_per_host must be positive and tcp_max_inbound at least as large"
             )
+        if self.binding_refresh_s < 0:
+            raise ConfigError("binding_refresh_s must not be negative (0: no bindings in memory)")
         return self
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from bindings.live import LiveBindings, Routes
 from bindings.sqlite_store import SqliteBindingStore
 from proxy.b2bua.b2bua import B2BUA, error_reply
 from proxy.b2bua.context import B2buaSettings
@@ -81,6 +82,9 @@ class Server:
     config: Config
     core: B2BUA = field(init=False)
     store: SqliteBindingStore = field(init=False)
+    #: what ``lookup`` asks: the live bindings in memory, or the store itself when
+    #: ``binding_refresh_s`` is 0
+    routes: Routes = field(init=False)
     writer: CdrWriter = field(init=False)
     counters: Counter[str] = field(default_factory=Counter)
 
@@ -109,6 +113,12 @@ class Server:
 
     async def start(self) -> None:
         self.store = SqliteBindingStore.open(self.config.db)
+        self.routes = self.store
+        if self.config.binding_refresh_s > 0:
+            live = LiveBindings(self.store, refresh_s=self.config.binding_refresh_s)
+            live.load(time.time())
+            self.routes = live
+            log.info("%d live bindings in memory", len(live))
         self.writer = CdrWriter(self.config.db)
         self.writer.start()
         for listen in self.config.listens:
@@ -289,7 +299,7 @@ class Server:
         now = time.time()
         started = time.perf_counter()
         try:
-            binding, blocked = self.store.route_for_call(
+            binding, blocked = self.routes.route_for_call(
                 request.attempt.x, request.attempt.caller, now
             )
         except Exception:

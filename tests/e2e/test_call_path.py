@@ -10,7 +10,9 @@ record with the right disposition.
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,7 +23,7 @@ import pytest
 
 from proxy.cdr.record import CallRecord
 from proxy.cdr.writer import read_records
-from tests.e2e.proxy_process import ProxyProcess, start_proxy
+from tests.e2e.proxy_process import PRIVPROXY, ProxyProcess, start_proxy
 from tests.e2e.sipp import SippMessage, SippResult, free_port, require_sipp, run_sipp
 
 pytestmark = pytest.mark.e2e
@@ -251,6 +253,42 @@ def test_no_answer_rings_out(proxy: Proxy) -> None:
         "proxy",
     )
     assert record.ring_at is not None and record.end_at - record.invite_at >= RING_TIMEOUT_S - 0.5
+
+
+def test_a_release_made_while_serving_stops_routing(proxy: Proxy) -> None:
+    """Live bindings are routed from memory (bindings/live.py); ``privproxy unbind`` in
+    another process reaches the proxy through the audit log within ``binding_refresh_s``
+    (0.25 s by default), and the next call is refused."""
+    a, b = "13800138009", "13900139009"
+    proxy.bind(a, b)
+    caller, callee = proxy.call("uac_call.xml", "uas_answer.xml", caller=a, callee=b)
+    assert callee is not None
+    caller.assert_clean(1)
+    callee.assert_clean(1)
+    listed = subprocess.run(
+        [PRIVPROXY, "bindings", "--party", a, "--json", "--db", str(proxy.process.db)],
+        check=True, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    [binding] = json.loads(listed.stdout)
+    subprocess.run(
+        [PRIVPROXY, "unbind", binding["id"], "--db", str(proxy.process.db)],
+        check=True, capture_output=True, timeout=30,
+    )  # fmt: skip
+    time.sleep(0.5)
+    caller, _ = proxy.call(
+        "uac_expect_error.xml", None, caller=a, callee=b, uac_keys={"expected_status": "404"}
+    )
+    caller.assert_clean(1)
+    deadline = time.monotonic() + 5
+    while len(records := [r for r in read_records(proxy.process.db) if r.caller == "+86" + a]) < 2:
+        assert time.monotonic() < deadline, records
+        time.sleep(0.1)
+    assert [
+        (r.disposition, r.reject_reason) for r in sorted(records, key=lambda r: r.invite_at)
+    ] == [
+        ("answered", None),
+        ("rejected", "expired"),
+    ]
 
 
 def test_unbound_caller_is_refused(proxy: Proxy) -> None:

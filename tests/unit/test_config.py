@@ -48,6 +48,7 @@ def test_toml_then_environment_then_flags(tmp_path: Path, monkeypatch: pytest.Mo
         ({"trusted": ["10.0.0.0/33"]}, "--trusted"),
         ({"advertise": "host:port"}, "--advertise"),
         ({"ring_timeout": -1.0}, "ring_timeout"),
+        ({"binding_refresh_s": -1.0}, "binding_refresh_s"),
     ],
 )
 def test_bad_settings_are_named(overrides: dict[str, object], message: str) -> None:

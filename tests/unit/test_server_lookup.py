@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from bindings.blocklist import block
+from bindings.live import LiveBindings
 from bindings.sqlite_store import SqliteBindingStore
 from proxy.b2bua.events import CallSummary
 from proxy.config import load_config
@@ -32,11 +33,14 @@ def run_invite(tmp_path: Path, prepare: str) -> tuple[list[Send], list[CallSumma
         store = SqliteBindingStore.open(db)
         store.add(A_NUMBER, B_NUMBER, X_NUMBER, now=time.time() - 10)
         if prepare == "broken":
-            server.store = BrokenStore()  # type: ignore[assignment]
+            server.routes = BrokenStore()  # type: ignore[assignment]
         else:
-            server.store = store
             if prepare != "clean":
                 block(store.connection, prepare, reason="test", actor="cli", now=time.time())
+            server.store = store
+            live = LiveBindings(store)
+            live.load(time.time())
+            server.routes = live
         sends: list[Send] = []
         finished: list[CallSummary] = []
         server.send = sends.append  # type: ignore[method-assign]
