@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import cast
+from typing import Final, cast
 
 from proxy.sip.transaction import Address
 
 Deliver = Callable[[bytes, Address], None]
+
+#: Source addresses remembered (``UdpProtocol._sources``).
+MAX_SOURCES: Final = 1024
 
 
 class UdpProtocol(asyncio.DatagramProtocol):
@@ -17,13 +20,21 @@ class UdpProtocol(asyncio.DatagramProtocol):
     def __init__(self, deliver: Deliver) -> None:
         self.deliver = deliver
         self.transport: asyncio.DatagramTransport | None = None
+        #: source (host, port) → its Address: a proxy hears from a few softswitches, and
+        #: every datagram would otherwise build an equal Address again
+        self._sources: dict[tuple[str | int, ...], Address] = {}
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's UDPTransport does not subclass asyncio.DatagramTransport.
         self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        self.deliver(data, Address("udp", str(addr[0]), int(addr[1])))
+        source = self._sources.get(addr)
+        if source is None:
+            if len(self._sources) >= MAX_SOURCES:
+                self._sources.clear()  # a scan of many ports: start over, stay bounded
+            source = self._sources[addr] = Address("udp", str(addr[0]), int(addr[1]))
+        self.deliver(data, source)
 
     def error_received(self, exc: Exception) -> None:
         """ICMP errors (port unreachable) surface here; retransmission timers cover them."""
