@@ -269,6 +269,7 @@ def main() -> None:
     args = parser.parse_args()
     rates = [int(r) for r in args.rates.split(",")]
     cpu_rates = [int(r) for r in args.cpu_rates.split(",")]
+    print(f"Python {sys.version.split()[0]} ({sys.executable}); load average {os.getloadavg()}")
     with tempfile.TemporaryDirectory(prefix="privproxy-cps-") as tmp:
         workdir = Path(tmp)
         kamailio = shutil.which(KAMAILIO) is not None and not args.no_kamailio

@@ -193,9 +193,25 @@ class _EmbeddedServer(uvicorn.Server):
     """Uvicorn without its signal handlers: the process's signals belong to the SIP server
     (graceful drain), which tells the API to stop through ``stop``."""
 
+    def __init__(self, config: uvicorn.Config, stop: asyncio.Event) -> None:
+        super().__init__(config)
+        self.stop = stop
+
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+    async def main_loop(self) -> None:
+        """Uvicorn's loop wakes ten times a second to refresh its Date header (one-second
+        resolution) and to look for ``should_exit``. Here it wakes once a second, or at
+        once when ``stop`` is set: a SIP server that sleeps between datagrams pays
+        ~0.2 ms of CPU for each wake-up."""
+        counter = 0  # on_tick refreshes the Date header when counter % 10 == 0
+        while not await self.on_tick(counter):
+            counter += 10
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), 1.0)
+            self.should_exit = self.should_exit or self.stop.is_set()
 
 
 async def serve_api(
@@ -223,20 +239,13 @@ async def serve_api(
         access_log=False,
         server_header=False,
     )
-    server = _EmbeddedServer(config)
-
-    async def stop_when_asked() -> None:
-        await stop.wait()
-        server.should_exit = True
-
-    watcher = asyncio.create_task(stop_when_asked())
+    server = _EmbeddedServer(config, stop)
     try:
         await server.serve(sockets=None if sock is None else [sock])
     except SystemExit:
         # uvicorn exits the process when it cannot bind; here that is the caller's call.
         raise OSError(f"HTTP API cannot listen on {host}:{port}") from None
     finally:
-        watcher.cancel()
         close_app(app)
 
 
