@@ -283,12 +283,9 @@ def test_a_release_made_while_serving_stops_routing(proxy: Proxy) -> None:
     while len(records := [r for r in read_records(proxy.process.db) if r.caller == "+86" + a]) < 2:
         assert time.monotonic() < deadline, records
         time.sleep(0.1)
-    assert [
-        (r.disposition, r.reject_reason) for r in sorted(records, key=lambda r: r.invite_at)
-    ] == [
-        ("answered", None),
-        ("rejected", "expired"),
-    ]
+    records.sort(key=lambda record: record.invite_at)
+    outcomes = [(record.disposition, record.reject_reason) for record in records]
+    assert outcomes == [("answered", None), ("rejected", "expired")]
 
 
 def test_unbound_caller_is_refused(proxy: Proxy) -> None:
