@@ -22,9 +22,10 @@ What this means for a caller:
   the database, which also gives the expired, released or unknown answer its 404 needs.
 - Expiry needs no refresh: a binding past ``expires_at`` and a blocklist entry past its
   own expiry stop counting at that instant.
-- An end made elsewhere (release, a narrower direction, an earlier expiry, a new
-  blocklist entry) reaches routing within ``refresh_s``, as it would reach a proxy that had
-  already read the row just before the change.
+- An end made through this process's HTTP API routes at once (``changed``). One made
+  elsewhere (release, a narrower direction, an earlier expiry, a new blocklist entry)
+  reaches routing within ``refresh_s``, as it would reach a proxy that had already read the
+  row just before the change.
 
 Memory: about 0.6 KB of objects and 1.1 KB of resident memory per live binding
 (``benchmarks/bindings.py`` prints it); ``binding_refresh_s = 0`` routes from the database
@@ -63,6 +64,8 @@ class LiveBindings:
         "_blocked",
         "_by_a",
         "_by_b",
+        "_changes",
+        "_changes_applied",
         "_refresh_s",
         "_refreshed_at",
         "_seen",
@@ -80,6 +83,9 @@ class LiveBindings:
         self._blocked: dict[str, float | None] = {}
         self._seen = 0
         self._refreshed_at = float("-inf")
+        #: ``changed`` calls, and how many of them the last refresh had seen
+        self._changes = 0
+        self._changes_applied = 0
 
     def __len__(self) -> int:
         """The live bindings held."""
@@ -98,8 +104,15 @@ class LiveBindings:
         self._load_blocklist()
         self._refreshed_at = now
 
+    def changed(self) -> None:
+        """A change was just committed in this process (the HTTP API calls this from its
+        worker threads): the next lookup refreshes first, so the change routes at once. A
+        call during a refresh still counts, since the refresh only marks what it saw."""
+        self._changes += 1
+
     def refresh(self, now: float) -> None:
         """Apply the binding and blocklist changes logged since the last refresh."""
+        self._changes_applied = self._changes
         conn = self._store.connection
         changed: set[str] = set()
         blocklist_changed = False
@@ -123,7 +136,10 @@ class LiveBindings:
 
     def route_for_call(self, x: str, caller: str, now: float) -> tuple[Binding | None, bool]:
         """``SqliteBindingStore.route_for_call``, from memory when the binding is live."""
-        if not 0 <= now - self._refreshed_at < self._refresh_s:
+        if (
+            not 0 <= now - self._refreshed_at < self._refresh_s
+            or self._changes != self._changes_applied
+        ):
             self.refresh(now)
         binding = self._by_a.get((x, caller))
         if binding is None or not _live(binding, now):

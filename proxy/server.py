@@ -153,6 +153,9 @@ class Server:
                 max_per_x=self.config.max_bindings_per_x,
                 metrics=partial(render, registry_for(self)),
                 ready=self.readiness,
+                routing_changed=(
+                    self.routes.changed if isinstance(self.routes, LiveBindings) else None
+                ),
             )
             api_task = asyncio.create_task(serve_api(app, host, port, api_stop))
             # An API that cannot listen stops the whole server: better than running without it.

@@ -101,12 +101,15 @@ def create_app(
     clock: Callable[[], float] = time.time,
     metrics: MetricsSource | None = None,
     ready: ReadinessProbe | None = None,
+    routing_changed: Callable[[], None] | None = None,
 ) -> FastAPI:
     """The API on the database at ``db_path`` (created or migrated now).
 
     ``metrics`` renders ``/metrics`` (default: the process's default Prometheus registry);
     ``ready`` answers ``/readyz`` with (ready, reason) (default: the database answers).
     Both run on the event loop thread, the thread that owns what a server reads in them.
+    ``routing_changed`` is called after a release, a binding change or a blocklist change
+    commits (from a worker thread), so that routing in the same process sees it at once.
     """
     open_database(db_path).close()
     defaults = ApiSettings()
@@ -126,6 +129,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.clock = clock
+    app.state.routing_changed = routing_changed or _nothing
     # Most specific first: Starlette picks the handler by walking the exception's MRO.
     app.add_exception_handler(BindingRefused, _refused)
     app.add_exception_handler(BindingError, _malformed_binding)
@@ -187,6 +191,10 @@ def parse_listen(text: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"{text!r}: expected HOST:PORT")
     return host.strip("[]"), int(port)
+
+
+def _nothing() -> None:
+    """No routing in this process to tell (``privproxy api``)."""
 
 
 class _EmbeddedServer(uvicorn.Server):

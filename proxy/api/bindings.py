@@ -8,6 +8,7 @@ digits (the platform's own data, so unmasked; nothing here logs them).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal
 
@@ -37,6 +38,7 @@ from proxy.api.deps import (
     binding_store,
     now,
     principal,
+    routing_changed,
     settings,
 )
 from proxy.numbers import NumberError, NumberPlan
@@ -166,6 +168,7 @@ Caller = Annotated[Principal, Depends(principal)]
 Now = Annotated[float, Depends(now)]
 Settings = Annotated[ApiSettings, Depends(settings)]
 Writer = Annotated[AllocationWriter, Depends(allocation_writer)]
+RoutingChanged = Annotated[Callable[[], None], Depends(routing_changed)]
 
 _NOT_FOUND: Final = "no such binding"
 
@@ -344,7 +347,12 @@ def get_binding(binding_id: str, store: Store, caller: Caller, at: Now) -> Bindi
 
 @router.patch("/{binding_id}", response_model=BindingOut, responses={404: {}, 409: {}, 422: {}})
 def change_binding(
-    binding_id: str, body: BindingPatch, store: Store, caller: Caller, at: Now
+    binding_id: str,
+    body: BindingPatch,
+    store: Store,
+    caller: Caller,
+    at: Now,
+    routing: RoutingChanged,
 ) -> BindingOut:
     """Change a live binding's expiry or direction."""
     given = body.model_fields_set
@@ -367,15 +375,20 @@ def change_binding(
     changed = store.update(
         binding_id, at, expires_at=expires_at, direction=body.direction, actor=caller.key_id
     )
+    routing()
     return BindingOut.of(changed, at)
 
 
 @router.delete("/{binding_id}", response_model=BindingOut, responses={404: {}})
-def release_binding(binding_id: str, store: Store, caller: Caller, at: Now) -> BindingOut:
+def release_binding(
+    binding_id: str, store: Store, caller: Caller, at: Now, routing: RoutingChanged
+) -> BindingOut:
     """Release a binding: calls through it stop at once. Releasing an ended binding
     returns it unchanged."""
     _visible(store, caller, binding_id)
-    return BindingOut.of(store.release(binding_id, at, actor=caller.key_id), at)
+    released = store.release(binding_id, at, actor=caller.key_id)
+    routing()
+    return BindingOut.of(released, at)
 
 
 @router.get("", response_model=BindingPage)

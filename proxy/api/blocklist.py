@@ -9,6 +9,7 @@ mask them (``138****8000``) unless ``?unmasked=true``, which is audited
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Final
 
@@ -18,7 +19,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from bindings import blocklist
 from bindings.blocklist import BlockedNumber, BlocklistError, NotBlocked
 from proxy.api.bindings import field_error, real_number
-from proxy.api.deps import ApiSettings, Principal, admin, database, now, settings
+from proxy.api.deps import (
+    ApiSettings,
+    Principal,
+    admin,
+    database,
+    now,
+    routing_changed,
+    settings,
+)
 from proxy.numbers import mask
 
 router = APIRouter(prefix="/v1/blocklist", tags=["blocklist"])
@@ -30,6 +39,7 @@ Connection = Annotated[sqlite3.Connection, Depends(database)]
 Admin = Annotated[Principal, Depends(admin)]
 Now = Annotated[float, Depends(now)]
 Settings = Annotated[ApiSettings, Depends(settings)]
+RoutingChanged = Annotated[Callable[[], None], Depends(routing_changed)]
 
 
 class BlockCreate(BaseModel):
@@ -70,7 +80,12 @@ class BlockedNumberOut(BaseModel):
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=BlockedNumberOut)
 def add_block(
-    body: BlockCreate, conn: Connection, caller: Admin, at: Now, api: Settings
+    body: BlockCreate,
+    conn: Connection,
+    caller: Admin,
+    at: Now,
+    api: Settings,
+    routing: RoutingChanged,
 ) -> BlockedNumberOut:
     """Block a number (admin keys); blocking it again replaces the entry."""
     number = real_number(api.plan, body.number, "body", "number")
@@ -87,6 +102,7 @@ def add_block(
         raise field_error(
             "body", error.field, str(error), getattr(body, error.field, None)
         ) from None
+    routing()
     return BlockedNumberOut.of(entry)
 
 
@@ -96,13 +112,16 @@ def add_block(
     response_class=Response,
     responses={404: {"description": "the number is not on the blocklist"}},
 )
-def remove_block(number: str, conn: Connection, caller: Admin, at: Now, api: Settings) -> Response:
+def remove_block(
+    number: str, conn: Connection, caller: Admin, at: Now, api: Settings, routing: RoutingChanged
+) -> Response:
     """Unblock a number (admin keys)."""
     real = real_number(api.plan, number, "path", "number")
     try:
         blocklist.unblock(conn, real, actor=caller.key_id, now=at)
     except NotBlocked as error:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(error)) from None
+    routing()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

@@ -265,6 +265,13 @@ async def now(request: Request) -> float:
     return clock()
 
 
+async def routing_changed(request: Request) -> Callable[[], None]:
+    """What to call after committing a change that routing must see at once (a release, a
+    narrower binding, a blocklist entry): ``LiveBindings.changed`` under ``serve``."""
+    changed: Callable[[], None] = request.app.state.routing_changed
+    return changed
+
+
 async def allocation_writer(request: Request) -> AllocationWriter:
     writer: AllocationWriter = request.app.state.allocation_writer
     return writer

@@ -12,7 +12,7 @@ import pytest
 
 from bindings import blocklist
 from bindings.live import LiveBindings
-from bindings.models import BindingError
+from bindings.models import Binding, BindingError, Direction
 from bindings.sqlite_store import SqliteBindingStore
 
 T0 = 1_800_000_000.0
@@ -21,6 +21,7 @@ B = "+8613900139000"
 C = "+8613700137000"
 X = "700123456789012"
 REFRESH_S = 0.25
+DIRECTIONS: tuple[Direction, ...] = ("both", "a_to_b", "b_to_a")
 
 
 @pytest.fixture
@@ -178,14 +179,14 @@ def test_after_a_refresh_every_answer_equals_the_databases(
             if action == 0:
                 a, b = rng.sample(parties, 2)
                 expires = rng.choice((None, now + 1, now + 10))
-                direction = rng.choice(("both", "a_to_b", "b_to_a"))
+                direction = rng.choice(DIRECTIONS)
                 other.add(a, b, rng.choice(xs), now=now, expires_at=expires, direction=direction)
             elif live_ids := [binding.id for binding in other.active()]:
                 chosen = rng.choice(live_ids)
                 if action == 1:
                     other.release(chosen, now)
                 elif action == 2:
-                    other.update(chosen, now, direction=rng.choice(("both", "a_to_b")))
+                    other.update(chosen, now, direction=rng.choice(DIRECTIONS[:2]))
             if action == 3:
                 until = rng.choice((None, now + 2))
                 party = rng.choice(parties)
@@ -205,3 +206,28 @@ def test_after_a_refresh_every_answer_equals_the_databases(
                 assert (binding, blocked) == other.route_for_call(x, caller, now)
                 answers.add((binding is not None and binding.is_live(now), blocked))
     assert answers == {(True, True), (True, False), (False, True), (False, False)}
+
+
+def test_a_change_announced_during_a_refresh_is_read_by_the_next_lookup(
+    stores: tuple[SqliteBindingStore, SqliteBindingStore],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    mine, other = stores
+    first = other.add(A, B, X, now=T0)
+    second = other.add(C, B, "700123456789013", now=T0)
+    live = LiveBindings(mine, refresh_s=3600)
+    live.load(T0)
+    other.release(first.id, T0 + 1)
+    live.changed()
+    read = mine.get
+
+    def get_while_another_change_commits(binding_id: str) -> Binding | None:
+        monkeypatch.setattr(mine, "get", read)
+        other.release(second.id, T0 + 1)  # committed after this refresh read the log
+        live.changed()
+        return read(binding_id)
+
+    monkeypatch.setattr(mine, "get", get_while_another_change_commits)
+    assert live.route_for_call(X, A, T0 + 2)[0] == other.get(first.id)  # refreshed
+    found, _ = live.route_for_call("700123456789013", C, T0 + 3)  # and again
+    assert found is not None and found.status == "released"
