@@ -469,13 +469,15 @@ class Message:
     def validate(self) -> None:
         """Check what every element relies on (RFC 3261 §8.1.1, §8.2.2, RFC 4475 §3)."""
         keys = self._keys or self._key_index()
-        count = keys.count
-        for key in _SINGLE:
-            if count(key) > 1:
-                raise BadRequest(f"more than one {canonical_name(key)} header")
-        for key in _MANDATORY:
-            if key not in keys:
-                raise BadRequest(f"missing {canonical_name(key)} header")
+        present = set(keys)
+        if len(present) != len(keys):  # a name repeats (Via may): not one that must not
+            count = keys.count
+            for key in _SINGLE:
+                if count(key) > 1:
+                    raise BadRequest(f"more than one {canonical_name(key)} header")
+        if not present.issuperset(_MANDATORY):
+            missing = next(key for key in _MANDATORY if key not in present)
+            raise BadRequest(f"missing {canonical_name(missing)} header")
         if len(self.vias) > MAX_VIAS:
             # More hops than Max-Forwards could ever allow: a loop or an attack.
             raise TooManyHops(f"more than {MAX_VIAS} Via values")
