@@ -16,10 +16,12 @@ from proxy.api.app import close_app, create_app
 from tests.api.conftest import T0, X1, A, B, FakeClock, bearer, make_keys
 
 LONG_REFRESH_S = 3600.0  # no periodic refresh during a test: only ``changed`` can help
+#: the API client, an admin key's headers, the proxy's live bindings and the binding's id
+Served = tuple[TestClient, dict[str, str], LiveBindings, str]
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[TestClient, dict[str, str], LiveBindings, str]]:
+def served(tmp_path: Path) -> Iterator[Served]:
     db = tmp_path / "served.db"
     store = SqliteBindingStore.open(db)
     binding = store.add(A, B, X1, now=T0)
@@ -33,9 +35,7 @@ def served(tmp_path: Path) -> Iterator[tuple[TestClient, dict[str, str], LiveBin
     store.close()
 
 
-def test_a_release_through_the_api_stops_routing_at_once(
-    served: tuple[TestClient, dict[str, str], LiveBindings, str],
-) -> None:
+def test_a_release_through_the_api_stops_routing_at_once(served: Served) -> None:
     client, admin, live, binding_id = served
     assert live.route_for_call(X1, A, T0 + 1)[0] is not None
     assert client.delete(f"/v1/bindings/{binding_id}", headers=admin).status_code == 200
@@ -43,9 +43,7 @@ def test_a_release_through_the_api_stops_routing_at_once(
     assert found is not None and found.status == "released"
 
 
-def test_a_narrower_direction_through_the_api_applies_at_once(
-    served: tuple[TestClient, dict[str, str], LiveBindings, str],
-) -> None:
+def test_a_narrower_direction_through_the_api_applies_at_once(served: Served) -> None:
     client, admin, live, binding_id = served
     response = client.patch(
         f"/v1/bindings/{binding_id}", json={"direction": "a_to_b"}, headers=admin
@@ -55,9 +53,7 @@ def test_a_narrower_direction_through_the_api_applies_at_once(
     assert found is not None and found.direction == "a_to_b"
 
 
-def test_blocklist_changes_through_the_api_apply_at_once(
-    served: tuple[TestClient, dict[str, str], LiveBindings, str],
-) -> None:
+def test_blocklist_changes_through_the_api_apply_at_once(served: Served) -> None:
     client, admin, live, _ = served
     response = client.post("/v1/blocklist", json={"number": B, "reason": "abuse"}, headers=admin)
     assert response.status_code == 201, response.text
