@@ -38,7 +38,8 @@ def is_token(text: str) -> bool:
 
 
 def is_dotted_ipv4(text: str) -> bool:
-    """``_IPV4.fullmatch(text)``, answered by a split and a set lookup (no regex run)."""
+    """Whether ``text`` is a dotted IPv4 address (RFC 3261 §25.1 IPv4address: four
+    decimal octets 0-255, no leading zeros), by a split and a set lookup, no regex."""
     parts = text.split(".")
     return len(parts) == 4 and _IPV4_PARTS.issuperset(parts)
 
@@ -61,11 +62,6 @@ def _end_of_quoted(text: str, start: int) -> int:
 #: The common case of ``*( SEMI generic-param )``: token names, values without LWS or
 #: quotes. Text that matches parses the same on the fast path as on the general one.
 _SIMPLE_PARAMS: Final = re.compile(r"(?:;[A-Za-z0-9\-.!%*_+`'~]+(?:=[^;\s\"]+)?)+")
-_IPV4_TEXT: Final = (
-    r"(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}"
-    r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
-)
-_IPV4: Final = re.compile(_IPV4_TEXT)
 
 
 #: What ``\s`` matches in a str pattern (every character for which str.isspace() holds),
@@ -123,7 +119,7 @@ _VIA: Final = re.compile(
     + _VIA_PARAM_GROUPS * 3
     + rf"((?:;{_LOWER_TOKEN}(?:={_VALUE_CHAR}++)?+)*+)"
 )
-#: The four parts of a dotted IPv4 address as ``_IPV4`` takes them: 0-255, no leading 0.
+#: The four parts of a dotted IPv4 address: 0-255, no leading 0.
 _IPV4_PARTS: Final = frozenset(str(number) for number in range(256))
 _CSEQ: Final = re.compile(rf"([0-9]{{1,10}}+) ({_TOKEN})")
 
@@ -372,13 +368,10 @@ class Via:
                 plain = True
                 if "received" in text:
                     # parse_general checks the first received= (RFC 3261 §18.2.1): here
-                    # a dotted IPv4 one passes (is_dotted_ipv4, written out), any other
-                    # form (IPv6, junk, none) is left to parse_general.
-                    for name, value in params:
-                        if name == "received":
-                            octets = (value or "").split(".")
-                            plain = len(octets) == 4 and _IPV4_PARTS.issuperset(octets)
-                            break
+                    # a dotted IPv4 one passes, any other form (IPv6, junk, none) is left
+                    # to parse_general.
+                    received = _param_or_empty(params, "received")
+                    plain = received is None or is_dotted_ipv4(received)
                 if plain:
                     if name1 == "branch":  # where RFC 3261 §8.1.1.7 clients put it
                         branch = "" if value1 is None else value1

@@ -14,7 +14,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proxy.sip.address import (
-    _IPV4,
     _VALUE_CHAR,
     _VIA,
     WHITESPACE,
@@ -28,6 +27,11 @@ from proxy.sip.message import Message, Request, Response, parse
 from proxy.sip.uri import SipUri
 
 EVERY_CODE_POINT = [chr(code) for code in range(0x110000)]
+#: The reference: RFC 3261 §25.1 IPv4address with dec-octet as RFC 3986 §3.2.2 spells it.
+_IPV4 = re.compile(
+    r"(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}"
+    r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+)
 
 
 def test_whitespace_is_what_backslash_s_matches_on_every_code_point() -> None:
