@@ -142,9 +142,9 @@ class LiveBindings:
         ):
             self.refresh(now)
         binding = self._by_a.get((x, caller))
-        if binding is None or not _live(binding, now):
+        if binding is None or not binding.is_live(now):
             binding = self._by_b.get((x, caller))
-            if binding is None or not _live(binding, now):
+            if binding is None or not binding.is_live(now):
                 return self._store.route_for_call(x, caller, now)
         blocked = self._blocked
         return binding, bool(blocked) and (
@@ -169,11 +169,6 @@ class LiveBindings:
     def _load_blocklist(self) -> None:
         rows = self._store.connection.execute("SELECT number, expires_at FROM blocklist")
         self._blocked = dict(rows.fetchall())
-
-
-def _live(binding: Binding, now: float) -> bool:
-    expires_at = binding.expires_at
-    return expires_at is None or expires_at > now
 
 
 def _in_force(blocked: dict[str, float | None], number: str | None, now: float) -> bool:
