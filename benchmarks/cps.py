@@ -2,7 +2,13 @@
 directly (the ceiling of this machine). Prints figures; asserts nothing.
 
     python benchmarks/cps.py [--rates 100,200,...] [--step-seconds 5] [--talk-ms 1000]
-                             [--cpu-calls 1000] [--cpu-rates 100,400] [--no-kamailio]
+                             [--cpu-calls 1000] [--cpu-rates 100,400] [--settle-seconds 34]
+                             [--no-kamailio]
+
+CPU per call counts until ``--settle-seconds`` after the last call: a call's transactions
+outlive it by up to 64*T1 = 32 s (Timers J, L, M; RFC 3261 §17, RFC 6026), and their
+expiry, and freeing what they held, is part of what the call costs. Counting stops at the
+last call with 0 (the figures quoted before this option existed).
 
 A rate counts as held only with zero failed calls and zero retransmissions on both SIPp
 sides (design.md §5): a saturated proxy can complete calls through retransmissions while
@@ -148,8 +154,11 @@ def caller_load(rate: int, calls: int, seconds: float, talk_ms: int) -> tuple[st
     )  # fmt: skip
 
 
-def run_kamailio_step(workdir: Path, rate: int, seconds: float, talk_ms: int) -> Step:
-    """The same SIPp pair through Kamailio at ``rate``; CPU of all its processes."""
+def run_kamailio_step(
+    workdir: Path, rate: int, seconds: float, talk_ms: int, settle_s: float = 0.0
+) -> Step:
+    """The same SIPp pair through Kamailio at ``rate``; CPU of all its processes, until
+    ``settle_s`` after the last call."""
     calls = max(1, int(rate * seconds))
     uas_port = free_port()
     kamailio = Kamailio(workdir, uas_port)
@@ -165,14 +174,23 @@ def run_kamailio_step(workdir: Path, rate: int, seconds: float, talk_ms: int) ->
         extra=caller_load(rate, calls, seconds, talk_ms),
     )
     uac.wait(seconds * 3 + 40)
+    time.sleep(settle_s)
     cpu = kamailio.cpu_seconds() - before
     uas.wait(10)
     kamailio.stop()
     return Step(rate, calls, uac.stats(), uas.stats(), cpu)
 
 
-def run_step(workdir: Path, target: int | None, rate: int, seconds: float, talk_ms: int) -> Step:
-    """One SIPp pair at ``rate`` calls/s; ``target`` is the proxy port (None: direct)."""
+def run_step(
+    workdir: Path,
+    target: int | None,
+    rate: int,
+    seconds: float,
+    talk_ms: int,
+    settle_s: float = 0.0,
+) -> Step:
+    """One SIPp pair at ``rate`` calls/s; ``target`` is the proxy port (None: direct).
+    The proxy's CPU is counted until ``settle_s`` after the last call."""
     calls = max(1, int(rate * seconds))
     uas_port = free_port()
     proxy = Proxy(workdir, uas_port) if target is not None else None
@@ -189,6 +207,8 @@ def run_step(workdir: Path, target: int | None, rate: int, seconds: float, talk_
         extra=caller_load(rate, calls, seconds, talk_ms),
     )
     uac.wait(seconds * 3 + 40)
+    if proxy:
+        time.sleep(settle_s)
     cpu = cpu_seconds(proxy.process.pid) - cpu_before if proxy and cpu_before is not None else None
     uas.wait(10)
     if proxy:
@@ -221,12 +241,18 @@ def ramp(
     return steps
 
 
-def cpu_per_call(workdir: Path, rate: int, calls: int, talk_ms: int, kamailio: bool) -> None:
+def cpu_per_call(
+    workdir: Path, rate: int, calls: int, talk_ms: int, kamailio: bool, settle_s: float
+) -> None:
     """Print CPU per call at ``rate``: three privproxy runs, each followed by a Kamailio
     run when ``kamailio``, so that a spell of load on a shared machine falls on both."""
-    print(f"CPU per call at {rate} calls/s ({calls} calls, {talk_ms} ms talk):", flush=True)
+    print(
+        f"CPU per call at {rate} calls/s ({calls} calls, {talk_ms} ms talk, counted until "
+        f"{settle_s:g} s after the last):",
+        flush=True,
+    )
     for attempt in range(3):
-        step = run_step(workdir / f"cpu-{rate}-{attempt}", 0, rate, calls / rate, talk_ms)
+        step = run_step(workdir / f"cpu-{rate}-{attempt}", 0, rate, calls / rate, talk_ms, settle_s)
         per_call = (step.cpu_s or 0) / max(1, step.uac.successful) * 1000
         median = step.uac.median_rtt_ms
         print(
@@ -238,7 +264,7 @@ def cpu_per_call(workdir: Path, rate: int, calls: int, talk_ms: int, kamailio: b
         )
         if kamailio:
             step = run_kamailio_step(
-                workdir / f"kamailio-{rate}-{attempt}", rate, calls / rate, talk_ms
+                workdir / f"kamailio-{rate}-{attempt}", rate, calls / rate, talk_ms, settle_s
             )
             per_call = (step.cpu_s or 0) / max(1, step.uac.successful) * 1000
             print(
@@ -265,6 +291,13 @@ def main() -> None:
         "much of it is the cost of waking from idle, for both proxies)",
     )
     parser.add_argument("--talk-ms", type=int, default=1000)
+    parser.add_argument(
+        "--settle-seconds",
+        type=float,
+        default=34.0,
+        help="CPU per call counts until this long after the last call (transactions end "
+        "64*T1 = 32 s after it); 0 stops at the last call",
+    )
     parser.add_argument("--no-kamailio", action="store_true", help="skip the Kamailio peer")
     args = parser.parse_args()
     rates = [int(r) for r in args.rates.split(",")]
@@ -276,7 +309,7 @@ def main() -> None:
         if not kamailio:
             print("  Kamailio: not installed (apt-get install kamailio) or --no-kamailio")
         for rate in cpu_rates:
-            cpu_per_call(workdir, rate, args.cpu_calls, args.talk_ms, kamailio)
+            cpu_per_call(workdir, rate, args.cpu_calls, args.talk_ms, kamailio, args.settle_seconds)
         direct = run_step(workdir / "direct-cpu", None, 100, args.cpu_calls / 100, args.talk_ms)
         print(f"  direct SIPp pair: median INVITE->200 {direct.uac.median_rtt_ms} ms", flush=True)
         print("Highest rate with zero failures and zero retransmissions:", flush=True)
