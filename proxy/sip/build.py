@@ -75,7 +75,7 @@ def _body_headers(body: bytes, content_type: str | None) -> list[Header]:
 
 
 def _copied(message: Request | Response, key: str) -> list[Header]:
-    return [header for header in message.headers if header.key == key]
+    return message.headers_with((key,))
 
 
 def reason_phrase(status: int) -> str:
@@ -105,10 +105,8 @@ def make_response(
     # One pass over the request's headers, each copied one into its group.
     copies = _TRYING_COPIES if status == 100 else _RESPONSE_COPIES
     groups: list[list[Header]] = [[], [], [], [], [], []]
-    for header in request.headers:
-        place = copies.get(header[0])
-        if place is not None:
-            groups[place].append(header)
+    for header in request.headers_with(copies):
+        groups[copies[header[0]]].append(header)
     vias, froms, to_headers, call_ids, cseqs, timestamps = groups
     if to_tag is not None and status > 100 and len(to_headers) == 1:
         try:

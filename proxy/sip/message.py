@@ -9,7 +9,7 @@ malformed message is refused before any decision is taken on it.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Container, Iterator, Sequence
 from typing import Final, NamedTuple
 
 from proxy.sip.address import CSeq, NameAddress, Via, is_token
@@ -162,6 +162,20 @@ class Message:
         self._headers = headers
         self._lines = self._parts = ()
         self._forget()
+
+    def headers_with(self, keys: Container[str]) -> list[Header]:
+        """The Header records of the lines whose key is in ``keys``, in order: what
+        ``headers`` holds for them, without building the records of the other lines of
+        a parsed message (a response copies five of an INVITE's twenty)."""
+        headers = self._headers
+        if headers is not None:
+            return [header for header in headers if header[0] in keys]
+        parts, lines = self._parts, self._lines
+        return [
+            _new_header(Header, (key, parts[place][0], parts[place][2].strip(), lines[place]))
+            for place, key in enumerate(self._keys or ())
+            if key in keys
+        ]
 
     def _value_at(self, place: int) -> str:
         """The value of the header line at ``place`` (an index into ``_keys``)."""

@@ -464,7 +464,7 @@ def _build_ack(request: Request, response: Response) -> Request:
         return Header(key, canonical_name(key), value, None)
 
     def copied(message: Request | Response, key: str) -> list[Header]:
-        return [header for header in message.headers if header.key == key]
+        return message.headers_with((key,))
 
     max_forwards = copied(request, "max-forwards") or [written("max-forwards", "70")]
     headers = [

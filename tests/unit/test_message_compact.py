@@ -62,6 +62,9 @@ def reading(message: Message) -> list[object]:
         except ValueError as error:
             out.append((what, type(error).__name__, str(error)))
 
+    # Before ``headers`` builds every record: the records of some lines alone.
+    for wanted in (("via", "from", "to", "call-id", "cseq"), ("contact",), (ABSENT,)):
+        out.append([(h.key, h.name, h.value) for h in message.headers_with(wanted)])
     keys = [*sorted({header.key for header in message.headers}), ABSENT]
     out.append([(h.key, h.name, h.value) for h in message.headers])
     for key in keys:
@@ -163,3 +166,18 @@ def test_a_finished_call_leaves_its_lingering_transactions_compacted() -> None:
             o for o in gc.get_referents(message) if gc.is_tracked(o) and not isinstance(o, type)
         ]
         assert tracked == [message._parts], tracked
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_headers_with_are_the_records_headers_holds_for_those_keys(name: str) -> None:
+    wanted = {"via", "from", "to", "call-id", "cseq", "timestamp", "route", ABSENT}
+    lazy, compacted, built = twin(name), twin(name), twin(name)
+    compacted.compact()
+    expected = [header for header in built.headers if header.key in wanted]
+    assert built.headers_with(wanted) == expected
+    assert lazy.headers_with(wanted) == expected
+    # A record we wrote has no raw text; once compacted, its line is that text.
+    assert [(h.key, h.name, h.value, h.raw or f"{h.name}: {h.value}") for h in expected] == [
+        tuple(h) for h in compacted.headers_with(wanted)
+    ]
+    assert lazy.headers == built.headers  # and nothing in the message changed
