@@ -16,7 +16,7 @@ from proxy.b2bua.events import EMPTY, Answer, Disconnect, Fail, Payload, Progres
 from proxy.b2bua.privacy import RELAYED_OPTION_TAGS, allowed_headers, relayed_body
 from proxy.sip.build import make_cancel, make_request, make_response
 from proxy.sip.message import REASON_PHRASES, Message, Request, Response
-from proxy.sip.transaction import Address, ClientTransaction, Send, ServerTransaction
+from proxy.sip.transaction import NO_GUARD, Address, ClientTransaction, Send, ServerTransaction
 from proxy.sip.uri import SipUri
 
 if TYPE_CHECKING:
@@ -286,7 +286,7 @@ class ALeg(Leg):
     name = "a"
 
     def __init__(self, call: Call, ctx: Context, txn: ServerTransaction, local_tag: str) -> None:
-        super().__init__(call, ctx, frozenset())
+        super().__init__(call, ctx, NO_GUARD)
         self.invite_txn = txn
         self.invite = txn.request
         self.local_tag = local_tag

@@ -56,6 +56,7 @@ __all__ = [
     "INVITE_SERVER_TABLE",
     "NON_INVITE_CLIENT_TABLE",
     "NON_INVITE_SERVER_TABLE",
+    "NO_GUARD",
     "AckTimeout",
     "Address",
     "ClientTransaction",
@@ -76,6 +77,9 @@ _log = logging.getLogger(__name__)
 
 TERMINATED: Final = "terminated"
 _INITIAL: Final = "init"
+#: The guard of messages that need none: one shared set, not one per transaction (each
+#: would be an object the cyclic collector walks for as long as the transaction lives).
+NO_GUARD: Final[frozenset[str]] = frozenset()
 
 
 # -- values and events ---------------------------------------------------------------
@@ -88,7 +92,7 @@ class Send:
 
     data: bytes
     destination: Address
-    guard: frozenset[str] = frozenset()
+    guard: frozenset[str] = NO_GUARD
 
 
 @dataclass(frozen=True, slots=True)
@@ -397,7 +401,7 @@ class ServerTransaction(_Transaction):
     def __init__(
         self, key: Hashable, request: Request, source: Address, ack_key: Hashable | None
     ) -> None:
-        super().__init__(key, request, source.reliable, frozenset())
+        super().__init__(key, request, source.reliable, NO_GUARD)
         self.source = source
         self.response_destination = response_destination(request, source)
         self.last_response: Response | None = None
@@ -720,7 +724,7 @@ class TransactionLayer:
         destination: Address,
         now: float,
         *,
-        guard: frozenset[str] = frozenset(),
+        guard: frozenset[str] = NO_GUARD,
         context: object = None,
         branch: str | None = None,
     ) -> tuple[ClientTransaction, list[Output]]:
@@ -758,7 +762,7 @@ class TransactionLayer:
         response: Response,
         now: float,
         *,
-        guard: frozenset[str] = frozenset(),
+        guard: frozenset[str] = NO_GUARD,
     ) -> list[Output]:
         """Send a response on a server transaction (RFC 3261 §17.2.1, §17.2.2).
 
@@ -775,7 +779,7 @@ class TransactionLayer:
         message: Request | Response,
         destination: Address,
         *,
-        guard: frozenset[str] = frozenset(),
+        guard: frozenset[str] = NO_GUARD,
     ) -> Send:
         """Bytes to send outside any transaction: the ACK for a 2xx (§13.2.2.4), a
         stateless reply. Nothing is retransmitted."""
