@@ -197,13 +197,13 @@ class B2BUA:
         if txn is None:
             return out
         if request.request_uri.scheme not in SUPPORTED_SCHEMES:
-            return self._reply(txn, 416, now=now)
+            return self._refuse(txn, request, 416, now=now)
         if request.method == "CANCEL":
             return self._cancel(txn, request, now)
         unsupported = _unsupported_requirements(request)
         if unsupported:
-            return self._reply(
-                txn, 420, headers=(("Unsupported", ", ".join(unsupported)),), now=now
+            return self._refuse(
+                txn, request, 420, headers=(("Unsupported", ", ".join(unsupported)),), now=now
             )
         to_tag = request.to.tag
         if to_tag is not None:
@@ -261,11 +261,13 @@ class B2BUA:
     def _new_call(self, txn: ServerTransaction, request: Request, now: float) -> Outputs:
         """An initial INVITE to a privacy number (RFC 3261 §8.2, §13.3)."""
         if not self.accepting:
-            return self._reply(txn, 503, "Shutting Down", now=now)
+            return self._refuse(txn, request, 503, "Shutting Down", now=now)
         if request.max_forwards == 0:
-            return self._reply(txn, 483, now=now)
+            return self._refuse(txn, request, 483, now=now)
         if request.body and request.content_type not in RELAYED_INVITE_BODIES:
-            return self._reply(txn, 415, headers=(("Accept", "application/sdp"),), now=now)
+            return self._refuse(
+                txn, request, 415, headers=(("Accept", "application/sdp"),), now=now
+            )
         if self._is_merged(request):
             return self._reply(txn, 482, now=now)
         host = txn.source.host
@@ -323,7 +325,41 @@ class B2BUA:
         while len(self._dropped) > DROPPED_KEPT:
             self._dropped.popitem(last=False)
         self.counters["untrusted_peer"] += 1
-        attempt = identify(request, self.settings.plan, trusted=False)
+        return [self._unrouted(request, 403, now, trusted=False, reject_reason="untrusted_peer")]
+
+    def _refuse(
+        self,
+        txn: ServerTransaction,
+        request: Request,
+        status: int,
+        reason: str | None = None,
+        *,
+        now: float,
+        headers: tuple[tuple[str, str], ...] = (),
+    ) -> Outputs:
+        """Refuse a request before any call exists (RFC 3261 §8.2); an initial INVITE so
+        refused is a call attempt all the same, and gets its record (design.md §1)."""
+        record = None
+        if request.method == "INVITE" and request.to.tag is None:
+            trusted = self.settings.is_trusted(txn.source.host)
+            record = self._unrouted(request, status, now, trusted=trusted)
+        out = self._reply(txn, status, reason, now=now, headers=headers)
+        if record is not None:
+            out.append(record)
+        return out
+
+    def _unrouted(
+        self,
+        request: Request,
+        status: int,
+        now: float,
+        *,
+        trusted: bool,
+        reject_reason: str | None = None,
+    ) -> CallFinished:
+        """The record of an initial INVITE refused before routing: X and the caller when
+        they can be read; ``rejected`` with a policy reason, else ``failed``."""
+        attempt = identify(request, self.settings.plan, trusted=trusted)
         known = attempt if isinstance(attempt, CallAttempt) else None
         summary = CallSummary(
             call_ref=self.ctx.ids.ref(),
@@ -333,18 +369,18 @@ class B2BUA:
             caller=known.caller if known else None,
             callee=None,
             direction=None,
-            a_call_id=call_id,
+            a_call_id=request.call_id,
             b_call_id=None,
             invite_at=now,
             ring_at=None,
             answer_at=None,
             end_at=now,
-            disposition="rejected",
-            reject_reason="untrusted_peer",
-            sip_status=403,
+            disposition="failed" if reject_reason is None else "rejected",
+            reject_reason=reject_reason,
+            sip_status=status,
             released_by="proxy",
         )
-        return [CallFinished(summary)]
+        return CallFinished(summary)
 
     def _is_merged(self, request: Request) -> bool:
         """RFC 3261 §8.2.2.2: the same INVITE (Call-ID, From tag, CSeq) arriving again on

@@ -513,28 +513,60 @@ def test_options_to_the_proxy() -> None:
     network.assert_clean()
 
 
-@pytest.mark.parametrize(
-    ("data", "status", "header"),
-    [
-        (_request("REGISTER"), 405, ("allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO")),
-        (_request("FOO"), 501, None),
-        (_request("INVITE", extra="Require: foo, timer\r\n"), 420, ("unsupported", "foo")),
-        (_request("INVITE").replace(b"Max-Forwards: 70", b"Max-Forwards: 0"), 483, None),
-        (_request("INVITE", uri="urn:service:sos"), 416, None),
-    ],
+ALLOWED = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO"
+_PLAIN_BODY = (
+    b"Content-Length: 0\r\n\r\n",
+    b"Content-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi",
 )
+
+
+@pytest.mark.parametrize(
+    ("data", "status", "header", "x"),
+    [
+        (_request("REGISTER"), 405, ("allow", ALLOWED), None),
+        (_request("FOO"), 501, None, None),
+        (
+            _request("INVITE", extra="Require: foo, timer\r\n"), 420, ("unsupported", "foo"),
+            X_NUMBER,
+        ),
+        (_request("INVITE").replace(b"Max-Forwards: 70", b"Max-Forwards: 0"), 483, None, X_NUMBER),
+        (_request("INVITE", uri="urn:service:sos"), 416, None, ""),
+        (_request("INVITE").replace(*_PLAIN_BODY), 415, ("accept", "application/sdp"), X_NUMBER),
+    ],
+)  # fmt: skip
 def test_requests_refused_by_the_proxy(
-    data: bytes, status: int, header: tuple[str, str] | None
+    data: bytes, status: int, header: tuple[str, str] | None, x: str | None
 ) -> None:
+    """``x`` None: not a call attempt, no record; else the record of the refused INVITE,
+    with X and the caller when the Request-URI names a privacy number ("" when not)."""
     network = Network()
     response = _ask(network, data)
     assert response.status == status
     assert response.to.tag is not None
     if header is not None:
         assert response.get(header[0]) == header[1]
+    assert _ask(network, data).status == status  # a retransmission: answered again
     network.settle()
     network.assert_clean()
-    assert network.finished == []
+    if x is None:
+        assert network.finished == []
+        return
+    summary = network.summary()  # one record, the retransmission made none
+    check_summary(summary, disposition="failed", status=status, released_by="proxy")
+    assert (summary.x, summary.caller) == ((x, A_NUMBER) if x else (None, None))
+    assert summary.a_call_id == "q1@127.0.0.1" and summary.binding_id is None
+
+
+def test_an_invite_after_shutdown_gets_503_and_a_record() -> None:
+    network = Network()
+    network.inject("proxy", network.proxy.process(network.core.shutdown(network.now), network.now))
+    response = _ask(network, _request("INVITE"))
+    assert (response.status, response.reason) == (503, "Shutting Down")
+    network.settle()
+    network.assert_clean()
+    summary = network.summary()
+    check_summary(summary, disposition="failed", status=503, released_by="proxy")
+    assert (summary.x, summary.caller) == (X_NUMBER, A_NUMBER)
 
 
 def test_malformed_request_gets_400_from_error_reply() -> None:
