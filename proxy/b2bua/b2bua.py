@@ -358,8 +358,12 @@ class B2BUA:
         reject_reason: str | None = None,
     ) -> CallFinished:
         """The record of an initial INVITE refused before routing: X and the caller when
-        they can be read; ``rejected`` with a policy reason, else ``failed``."""
-        attempt = identify(request, self.settings.plan, trusted=trusted)
+        they can be read (a malformed identity header costs them, not the answer);
+        ``rejected`` with a policy reason, else ``failed``."""
+        try:
+            attempt = identify(request, self.settings.plan, trusted=trusted)
+        except SipError:
+            attempt = None
         known = attempt if isinstance(attempt, CallAttempt) else None
         summary = CallSummary(
             call_ref=self.ctx.ids.ref(),

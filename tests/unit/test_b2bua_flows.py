@@ -6,6 +6,8 @@ with no call, dialog, transaction, retransmission or timer once 64*T1 has passed
 
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
 
 from proxy.b2bua.events import CallSummary
@@ -23,6 +25,7 @@ from tests.unit.b2bua_harness import (
     Network,
     bound_network,
     caller_invite,
+    default_settings,
     sdp_lines,
 )
 
@@ -555,6 +558,21 @@ def test_requests_refused_by_the_proxy(
     check_summary(summary, disposition="failed", status=status, released_by="proxy")
     assert (summary.x, summary.caller) == ((x, A_NUMBER) if x else (None, None))
     assert summary.a_call_id == "q1@127.0.0.1" and summary.binding_id is None
+
+
+def test_a_refused_invite_with_an_unreadable_identity_is_answered_and_recorded() -> None:
+    """From a trusted peer the caller is read from P-Asserted-Identity (RFC 3325); one that
+    does not parse leaves the record without a caller, not the INVITE without its 483."""
+    trusted = (ipaddress.ip_network("127.0.0.0/8"),)
+    network = Network(settings=default_settings(trusted=trusted))
+    data = _request("INVITE", extra="P-Asserted-Identity: <sip:1380013\r\n").replace(
+        b"Max-Forwards: 70", b"Max-Forwards: 0"
+    )
+    assert _ask(network, data).status == 483
+    network.settle()
+    summary = network.summary()
+    check_summary(summary, disposition="failed", status=483, released_by="proxy")
+    assert (summary.x, summary.caller) == (None, None)
 
 
 def test_an_invite_after_shutdown_gets_503_and_a_record() -> None:
