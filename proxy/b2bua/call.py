@@ -277,13 +277,6 @@ class Call:
         )
         out.append(CallFinished(summary))
         self.b2bua.forget(self)
-        # Transactions keep the INVITEs and the final response for up to 32 s more
-        # (Timers L and M, RFC 6026 §8.7, §8.4), and the call with them.
-        self.a.invite.compact()
-        if self.a.invite_txn.last_response is not None:
-            self.a.invite_txn.last_response.compact()
-        if self.b is not None and self.b.invite is not None:
-            self.b.invite.compact()
 
 
 def _leak(reason: object) -> str | None:

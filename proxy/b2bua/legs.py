@@ -134,7 +134,6 @@ class Leg:
         if self.dialog is not None and self.dialog.remote_tag is not None:
             request, branch = self._in_dialog("BYE")
             self._send_request(request, branch, "bye", now, out)
-            request.compact()  # sent: its transaction retransmits the bytes
 
     def relay(self, event: Relay, now: float, out: Outputs) -> None:
         """Send a request relayed from the other leg in this dialog."""
@@ -215,10 +214,6 @@ class Leg:
         """RFC 3261 §15.1.2: 200 to the BYE, then the call hangs up the other side."""
         self._answer(txn, 200, now, out)
         self.call.handle(self, DISCONNECT, now, out)
-        # The transaction keeps both for Timer J (RFC 3261 §17.2.2); nothing reads them.
-        request.compact()
-        if txn.last_response is not None:
-            txn.last_response.compact()
 
     def _on_relayed(
         self, txn: ServerTransaction, request: Request, now: float, out: Outputs

@@ -9,7 +9,7 @@ malformed message is refused before any decision is taken on it.
 from __future__ import annotations
 
 import sys
-from collections.abc import Container, Iterator, Sequence
+from collections.abc import Container, Sequence
 from typing import Final, NamedTuple
 
 from proxy.sip.address import CSeq, NameAddress, Via, is_token
@@ -93,26 +93,6 @@ class Header(NamedTuple):
     raw: str | None
 
 
-class _PartsOfLines:
-    """``Message._parts`` of a compacted message: each line split at its first colon
-    when it is read, instead of a tuple per line held for the message's whole life."""
-
-    __slots__ = ("_lines",)
-
-    def __init__(self, lines: Sequence[str]) -> None:
-        self._lines = lines
-
-    def __len__(self) -> int:
-        return len(self._lines)
-
-    def __getitem__(self, place: int) -> tuple[str, str, str]:
-        return self._lines[place].partition(":")
-
-    def __iter__(self) -> Iterator[tuple[str, str, str]]:
-        for line in self._lines:
-            yield line.partition(":")
-
-
 class Message:
     """Headers and body shared by requests and responses."""
 
@@ -132,11 +112,11 @@ class Message:
     def __init__(self, headers: list[Header] | None = None, body: bytes = b"") -> None:
         self._headers: list[Header] | None = headers if headers is not None else []
         self._lines: Sequence[str] = ()
-        self._parts: Sequence[tuple[str, str, str]] | _PartsOfLines = ()
+        self._parts: Sequence[tuple[str, str, str]] = ()
         self.body = body
         # What _forget() sets, spelled out: one call less per parsed message.
         self._cache: dict[str, object] | None = None
-        self._keys: Sequence[str] | None = None
+        self._keys: list[str] | None = None
         self._vias: list[Via] | None = None
         self._top_via: Via | None = None
         self._from: NameAddress | None = None
@@ -272,40 +252,6 @@ class Message:
             self.remove("content-type")
         self.set("content-length", str(len(body)))
 
-    def compact(self) -> None:
-        """Keep the header lines as text only, for a message that is kept but will
-        probably not be read again (a transaction absorbing retransmissions, a call that
-        has ended): its Header records, split lines and typed values are dropped, and
-        rebuilt if asked for. Each of those is an object the cyclic collector walks while
-        the message lives, which for a call's messages is up to 32 s after the call
-        (Timers J, L and M: RFC 3261 §17.2.2, RFC 6026 §8.7). A compacted message leaves
-        it two: itself and its ``_parts``; the keys and lines are tuples of strings, which
-        it stops tracking. The Call-ID stays at hand. Nothing read or written changes;
-        a message with a folded line, or space before a colon, is left as it is."""
-        headers = self._headers
-        if headers is None:
-            if type(self._parts) is _PartsOfLines:
-                return
-            keys = tuple(self._key_index())
-            lines = tuple(self._lines)
-        else:
-            keys = tuple([header[0] for header in headers])
-            written: list[str] = []
-            for _, name, value, raw in headers:
-                if raw is None:
-                    written.append(f"{name}: {value}")
-                elif "\n" in raw or raw.partition(":")[0] != name:
-                    return  # a folded line, or space before the colon: left as it is
-                else:
-                    written.append(raw)
-            lines = tuple(written)
-        # _forget(), written out, keeping the Call-ID
-        self._headers = self._cache = self._vias = self._top_via = None
-        self._from = self._to = self._cseq = None
-        self._keys = keys
-        self._lines = lines
-        self._parts = _PartsOfLines(lines)
-
     def _forget(self) -> None:
         """Drop what was derived from the headers after they changed."""
         self._cache = None
@@ -319,7 +265,7 @@ class Message:
 
     # -- typed, cached views -----------------------------------------------------------
 
-    def _key_index(self) -> Sequence[str]:
+    def _key_index(self) -> list[str]:
         # list.count/list.index over the keys run in C: the typed views find their
         # header without a Python loop over every header line (and without building a
         # key → place dict, which costs more than the few lookups a message needs).
