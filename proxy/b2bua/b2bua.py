@@ -339,13 +339,10 @@ class B2BUA:
     ) -> Outputs:
         """Refuse a request before any call exists (RFC 3261 §8.2); an initial INVITE so
         refused is a call attempt all the same, and gets its record (design.md §1)."""
-        record = None
+        out = self._reply(txn, status, reason, now=now, headers=headers)
         if request.method == "INVITE" and request.to.tag is None:
             trusted = self.settings.is_trusted(txn.source.host)
-            record = self._unrouted(request, status, now, trusted=trusted)
-        out = self._reply(txn, status, reason, now=now, headers=headers)
-        if record is not None:
-            out.append(record)
+            out.append(self._unrouted(request, status, now, trusted=trusted))
         return out
 
     def _unrouted(

@@ -74,10 +74,6 @@ def _body_headers(body: bytes, content_type: str | None) -> list[Header]:
     return [_written("content-type", content_type, "Content-Type"), length]
 
 
-def _copied(message: Request | Response, key: str) -> list[Header]:
-    return message.headers_with((key,))
-
-
 def reason_phrase(status: int) -> str:
     """The standard reason phrase for ``status``, else that of its class (RFC 3261 §21)."""
     return REASON_PHRASES.get(status) or _CLASS_REASONS.get(status // 100, "Unknown")
@@ -172,7 +168,7 @@ def make_request(
 
 def _top_via(request: Request) -> Header:
     """The first Via value alone, as written (a Via line may carry several values)."""
-    first = _copied(request, "via")[0]
+    first = request.headers_with(("via",))[0]
     values = split_list(first.value)
     if len(values) == 1:
         return first
@@ -188,11 +184,11 @@ def _hop_headers(invite: Request, method: str, to: list[Header]) -> list[Header]
         _written(
             "max-forwards", str(DEFAULT_MAX_FORWARDS if max_forwards is None else max_forwards)
         ),
-        *_copied(invite, "from"),
+        *invite.headers_with(("from",)),
         *to,
-        *_copied(invite, "call-id"),
+        *invite.headers_with(("call-id",)),
         _written("cseq", f"{invite.cseq.number} {method}"),
-        *_copied(invite, "route"),
+        *invite.headers_with(("route",)),
         _written("content-length", "0"),
     ]
 
@@ -203,10 +199,12 @@ def make_ack_for(invite: Request, response: Response) -> Request:
     with method ACK, and the To of the response (which carries the UAS tag)."""
     if invite.method != "INVITE":
         raise ValueError("an ACK acknowledges an INVITE")
-    return Request("ACK", invite.uri, _hop_headers(invite, "ACK", _copied(response, "to")))
+    return Request("ACK", invite.uri, _hop_headers(invite, "ACK", response.headers_with(("to",))))
 
 
 def make_cancel(invite: Request) -> Request:
     """CANCEL for a pending request (RFC 3261 §9.1): Request-URI, Call-ID, To, From and
     CSeq number as in the request, its top Via alone, its Route set, method CANCEL."""
-    return Request("CANCEL", invite.uri, _hop_headers(invite, "CANCEL", _copied(invite, "to")))
+    return Request(
+        "CANCEL", invite.uri, _hop_headers(invite, "CANCEL", invite.headers_with(("to",)))
+    )

@@ -467,17 +467,14 @@ def _build_ack(request: Request, response: Response) -> Request:
     def written(key: str, value: str) -> Header:
         return Header(key, canonical_name(key), value, None)
 
-    def copied(message: Request | Response, key: str) -> list[Header]:
-        return message.headers_with((key,))
-
-    max_forwards = copied(request, "max-forwards") or [written("max-forwards", "70")]
+    max_forwards = request.headers_with(("max-forwards",)) or [written("max-forwards", "70")]
     headers = [
         written("via", request.get_all("via")[0]),
-        *copied(request, "route"),
+        *request.headers_with(("route",)),
         *max_forwards,
-        *copied(request, "from"),
-        *copied(response, "to"),
-        *copied(request, "call-id"),
+        *request.headers_with(("from",)),
+        *response.headers_with(("to",)),
+        *request.headers_with(("call-id",)),
         written("cseq", f"{request.cseq.number} ACK"),
         written("content-length", "0"),
     ]
